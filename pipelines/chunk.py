@@ -1,0 +1,134 @@
+"""Structure-first chunking, sized by the embedder's own tokenizer.
+
+all-MiniLM-L6-v2 reads 256 word pieces and silently drops the rest, so a chunk
+is measured in *its* word pieces: sections start new chunks, paragraphs are
+packed until the window is full, and only a paragraph that alone overflows the
+window is split (on sentences, then on tokens) with a small overlap.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import unicodedata
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+from schemas.documents import Chunk, Element, RedactedDocument
+
+CountTokens = Callable[[list[str]], list[int]]
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(<])")
+
+
+def normalise(text: str) -> str:
+    """Unicode NFC and collapsed white space: cosmetic edits must not change a hash."""
+    return " ".join(unicodedata.normalize("NFC", text).split())
+
+
+def chunk_hash(text: str) -> str:
+    return hashlib.sha256(normalise(text).encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class _Piece:
+    text: str
+    tokens: int
+    section: str | None
+    page: int | None
+
+
+class Chunker:
+    """Packs elements into chunks of at most ``max_tokens`` word pieces."""
+
+    def __init__(self, count_tokens: CountTokens, max_tokens: int = 254, overlap: int = 32) -> None:
+        self.count_tokens = count_tokens
+        self.max_tokens = max_tokens
+        self.overlap = overlap
+
+    def chunk(self, doc_id: str, doc: RedactedDocument) -> list[Chunk]:
+        chunks: list[Chunk] = []
+        for text, section, page in self._pack(self._pieces(doc.elements)):
+            chunks.append(
+                Chunk(
+                    doc_id=doc_id,
+                    position=len(chunks),
+                    text=text,
+                    hash=chunk_hash(text),
+                    section=section,
+                    page=page,
+                    title=doc.title,
+                )
+            )
+        return chunks
+
+    def _pieces(self, elements: list[Element]) -> Iterator[_Piece]:
+        texts = [normalise(e.text) if e.kind != "table" else e.text.strip() for e in elements]
+        counts = self.count_tokens(texts) if texts else []
+        for element, text, tokens in zip(elements, texts, counts):
+            if not text:
+                continue
+            if tokens <= self.max_tokens:
+                yield _Piece(text, tokens, element.section, element.page)
+            else:
+                for part in self._split(text):
+                    yield _Piece(part, self.max_tokens, element.section, element.page)
+
+    def _pack(self, pieces: Iterator[_Piece]) -> Iterator[tuple[str, str | None, int | None]]:
+        buf: list[_Piece] = []
+        used = 0
+        for piece in pieces:
+            boundary = buf and (piece.section != buf[0].section or piece.page != buf[0].page)
+            if buf and (boundary or used + piece.tokens + 1 > self.max_tokens):
+                yield "\n".join(p.text for p in buf), buf[0].section, buf[0].page
+                buf, used = [], 0
+            buf.append(piece)
+            used += piece.tokens + 1
+        if buf:
+            yield "\n".join(p.text for p in buf), buf[0].section, buf[0].page
+
+    def _split(self, text: str) -> Iterator[str]:
+        """Split an over-long paragraph: whole sentences where they fit, token windows otherwise."""
+        sentences = _SENTENCE_END.split(text)
+        counts = self.count_tokens(sentences)
+        window: list[str] = []
+        used = 0
+        for sentence, tokens in zip(sentences, counts):
+            if tokens > self.max_tokens:
+                if window:
+                    yield " ".join(window)
+                    window, used = [], 0
+                yield from self._windows(sentence)
+                continue
+            if used + tokens > self.max_tokens and window:
+                yield " ".join(window)
+                window, used = self._tail(window), 0
+                used = sum(self.count_tokens(window)) if window else 0
+            window.append(sentence)
+            used += tokens
+        if window:
+            yield " ".join(window)
+
+    def _tail(self, sentences: list[str]) -> list[str]:
+        """The last sentence carries over as overlap when it is short enough."""
+        last = sentences[-1]
+        return [last] if self.count_tokens([last])[0] <= self.overlap else []
+
+    def _windows(self, text: str) -> Iterator[str]:
+        """Token windows over one huge sentence, cut on word boundaries."""
+        words = text.split()
+        counts = self.count_tokens(words)
+        start = 0
+        while start < len(words):
+            used, end = 0, start
+            while end < len(words) and used + counts[end] <= self.max_tokens:
+                used += counts[end]
+                end += 1
+            end = max(end, start + 1)
+            yield " ".join(words[start:end])
+            if end >= len(words):
+                break
+            back, carried = end, 0
+            while back > start + 1 and carried + counts[back - 1] <= self.overlap:
+                back -= 1
+                carried += counts[back]
+            start = back if back > start else end

@@ -1,0 +1,314 @@
+"""The vector index: one small interface, two implementations.
+
+Qdrant Edge is the embedded default (one process owns the directory);
+qdrant-client talks to a Qdrant server (tested against its in-memory mode).
+Each point is one chunk: a named dense vector, a BM25 sparse vector and a
+payload. Point ids are uuid5(doc id, chunk hash), so replays are harmless.
+Qdrant is the source of truth for what is indexed: the chunk hashes and the
+document version live in the payloads.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+DENSE = "dense"
+SPARSE = "bm25"
+SCHEMA_VERSION = 1
+KEYWORD_FIELDS = ("doc_id", "chunk_hash", "tenant", "source", "key", "file_type", "doc_version")
+_NAMESPACE = uuid.UUID("5b0f5a3e-8c1e-4b8e-9a53-6c1f1d1c0a11")
+
+
+def point_id(doc_id: str, chunk_hash: str) -> str:
+    return str(uuid.uuid5(_NAMESPACE, f"{doc_id}:{chunk_hash}"))
+
+
+@dataclass(frozen=True)
+class Sparse:
+    indices: list[int]
+    values: list[float]
+
+
+@dataclass(frozen=True)
+class IndexPoint:
+    doc_id: str
+    chunk_hash: str
+    dense: np.ndarray
+    sparse: Sparse
+    payload: dict[str, Any]
+
+    @property
+    def id(self) -> str:
+        return point_id(self.doc_id, self.chunk_hash)
+
+
+@dataclass(frozen=True)
+class Found:
+    id: str
+    score: float
+    payload: dict[str, Any]
+    retrievers: tuple[str, ...] = field(default=())
+
+
+class Index(Protocol):
+    def upsert(self, points: Sequence[IndexPoint]) -> None: ...
+    def set_payload(self, doc_id: str, chunk_hash: str, payload: dict[str, Any]) -> None: ...
+    def delete_chunks(self, doc_id: str, hashes: Iterable[str]) -> None: ...
+    def delete_document(self, doc_id: str) -> None: ...
+    def chunk_hashes(self, doc_id: str) -> dict[str, dict[str, Any]]: ...
+    def documents(self, source: str | None = None) -> dict[str, dict[str, Any]]: ...
+    def count(self, must: dict[str, str] | None = None) -> int: ...
+    def query(
+        self,
+        dense: np.ndarray | None,
+        sparse: Sparse | None,
+        limit: int,
+        must: dict[str, str] | None = None,
+    ) -> list[Found]: ...
+    def close(self) -> None: ...
+
+
+def _scroll_payloads(scroll_page, page_size: int = 512) -> Iterable[dict[str, Any]]:  # type: ignore[no-untyped-def]
+    """Walk every page of a scroll, yielding payloads."""
+    offset = None
+    while True:
+        records, offset = scroll_page(offset, page_size)
+        for record in records:
+            yield dict(record.payload or {})
+        if offset is None:
+            break
+
+
+def _documents_from(payloads: Iterable[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    docs: dict[str, dict[str, Any]] = {}
+    for p in payloads:
+        d = docs.setdefault(
+            p["doc_id"],
+            {"key": p.get("key"), "source": p.get("source"), "version": p.get("doc_version"), "chunks": 0},
+        )
+        d["chunks"] += 1
+    return docs
+
+
+class EdgeIndex:
+    """Embedded Qdrant Edge shard in a local directory (single owning process)."""
+
+    def __init__(self, path: Path) -> None:
+        import qdrant_edge as q
+
+        self.q = q
+        path.mkdir(parents=True, exist_ok=True)
+        config = q.EdgeConfig(
+            vectors={DENSE: q.EdgeVectorParams(size=384, distance=q.Distance.Cosine)},
+            sparse_vectors={SPARSE: q.EdgeSparseVectorParams(modifier=q.Modifier.Idf)},
+        )
+        if any(path.iterdir()):
+            self.shard = q.EdgeShard.load(str(path))
+        else:
+            self.shard = q.EdgeShard.create(str(path), config)
+            for name in KEYWORD_FIELDS:
+                self.shard.update(q.UpdateOperation.create_field_index(name, q.PayloadSchemaType.Keyword))
+
+    def _filter(self, must: dict[str, str] | None):  # type: ignore[no-untyped-def]
+        if not must:
+            return None
+        q = self.q
+        return q.Filter(must=[q.FieldCondition(key=k, match=q.MatchValue(v)) for k, v in must.items()])
+
+    def upsert(self, points: Sequence[IndexPoint]) -> None:
+        q = self.q
+        if not points:
+            return
+        self.shard.update(
+            q.UpdateOperation.upsert_points(
+                [
+                    q.Point(
+                        p.id,
+                        {DENSE: p.dense.tolist(), SPARSE: q.SparseVector(p.sparse.indices, p.sparse.values)},
+                        p.payload,
+                    )
+                    for p in points
+                ]
+            )
+        )
+
+    def set_payload(self, doc_id: str, chunk_hash: str, payload: dict[str, Any]) -> None:
+        self.shard.update(self.q.UpdateOperation.set_payload([point_id(doc_id, chunk_hash)], payload))
+
+    def delete_chunks(self, doc_id: str, hashes: Iterable[str]) -> None:
+        ids = [point_id(doc_id, h) for h in hashes]
+        if ids:
+            self.shard.update(self.q.UpdateOperation.delete_points(ids))
+
+    def delete_document(self, doc_id: str) -> None:
+        self.shard.update(self.q.UpdateOperation.delete_points_by_filter(self._filter({"doc_id": doc_id})))
+
+    def _scroll(self, must: dict[str, str] | None) -> Iterable[dict[str, Any]]:
+        q = self.q
+        flt = self._filter(must)
+
+        def page(offset, limit):  # type: ignore[no-untyped-def]
+            return self.shard.scroll(q.ScrollRequest(offset=offset, limit=limit, filter=flt, with_payload=True))
+
+        return _scroll_payloads(page)
+
+    def chunk_hashes(self, doc_id: str) -> dict[str, dict[str, Any]]:
+        return {p["chunk_hash"]: p for p in self._scroll({"doc_id": doc_id})}
+
+    def documents(self, source: str | None = None) -> dict[str, dict[str, Any]]:
+        return _documents_from(self._scroll({"source": source} if source else None))
+
+    def count(self, must: dict[str, str] | None = None) -> int:
+        return self.shard.count(self.q.CountRequest(filter=self._filter(must), exact=True))
+
+    def query(self, dense, sparse, limit, must=None):  # type: ignore[no-untyped-def]
+        q = self.q
+        flt = self._filter(must)
+        dense_q = q.Query.Nearest(dense.tolist(), using=DENSE) if dense is not None else None
+        sparse_q = (
+            q.Query.Nearest(q.SparseVector(sparse.indices, sparse.values), using=SPARSE)
+            if sparse is not None and sparse.indices
+            else None
+        )
+        if dense_q is not None and sparse_q is not None:
+            depth = max(limit * 5, 50)
+            request = q.QueryRequest(
+                prefetches=[
+                    q.Prefetch(limit=depth, query=dense_q, filter=flt),
+                    q.Prefetch(limit=depth, query=sparse_q, filter=flt),
+                ],
+                query=q.Fusion.Rrf(k=60),
+                limit=limit,
+                with_payload=True,
+            )
+        elif dense_q is not None or sparse_q is not None:
+            request = q.QueryRequest(query=dense_q or sparse_q, limit=limit, filter=flt, with_payload=True)
+        else:
+            return []
+        return [Found(str(p.id), float(p.score), dict(p.payload or {})) for p in self.shard.query(request)]
+
+    def close(self) -> None:
+        self.shard.flush()
+        self.shard.close()
+
+
+class ServerIndex:
+    """A collection on a Qdrant server through qdrant-client (``location=':memory:'`` in tests)."""
+
+    def __init__(self, url: str, collection: str, api_key: str | None = None) -> None:
+        from qdrant_client import QdrantClient, models
+
+        self.m = models
+        self.collection = collection
+        if url == ":memory:":
+            self.client = QdrantClient(location=":memory:")
+        else:
+            self.client = QdrantClient(url=url, api_key=api_key)
+        if not self.client.collection_exists(collection):
+            self.client.create_collection(
+                collection,
+                vectors_config={DENSE: models.VectorParams(size=384, distance=models.Distance.COSINE)},
+                sparse_vectors_config={SPARSE: models.SparseVectorParams(modifier=models.Modifier.IDF)},
+            )
+            for name in KEYWORD_FIELDS:
+                self.client.create_payload_index(collection, name, models.PayloadSchemaType.KEYWORD)
+
+    def _filter(self, must: dict[str, str] | None):  # type: ignore[no-untyped-def]
+        if not must:
+            return None
+        m = self.m
+        return m.Filter(must=[m.FieldCondition(key=k, match=m.MatchValue(value=v)) for k, v in must.items()])
+
+    def upsert(self, points: Sequence[IndexPoint]) -> None:
+        m = self.m
+        if not points:
+            return
+        self.client.upsert(
+            self.collection,
+            [
+                m.PointStruct(
+                    id=p.id,
+                    vector={
+                        DENSE: p.dense.tolist(),
+                        SPARSE: m.SparseVector(indices=p.sparse.indices, values=p.sparse.values),
+                    },
+                    payload=p.payload,
+                )
+                for p in points
+            ],
+        )
+
+    def set_payload(self, doc_id: str, chunk_hash: str, payload: dict[str, Any]) -> None:
+        self.client.set_payload(self.collection, payload, points=[point_id(doc_id, chunk_hash)])
+
+    def delete_chunks(self, doc_id: str, hashes: Iterable[str]) -> None:
+        ids = [point_id(doc_id, h) for h in hashes]
+        if ids:
+            self.client.delete(self.collection, points_selector=self.m.PointIdsList(points=ids))
+
+    def delete_document(self, doc_id: str) -> None:
+        self.client.delete(
+            self.collection, points_selector=self.m.FilterSelector(filter=self._filter({"doc_id": doc_id}))
+        )
+
+    def _scroll(self, must: dict[str, str] | None) -> Iterable[dict[str, Any]]:
+        flt = self._filter(must)
+
+        def page(offset, limit):  # type: ignore[no-untyped-def]
+            return self.client.scroll(
+                self.collection, scroll_filter=flt, limit=limit, offset=offset, with_payload=True
+            )
+
+        return _scroll_payloads(page)
+
+    def chunk_hashes(self, doc_id: str) -> dict[str, dict[str, Any]]:
+        return {p["chunk_hash"]: p for p in self._scroll({"doc_id": doc_id})}
+
+    def documents(self, source: str | None = None) -> dict[str, dict[str, Any]]:
+        return _documents_from(self._scroll({"source": source} if source else None))
+
+    def count(self, must: dict[str, str] | None = None) -> int:
+        return self.client.count(self.collection, count_filter=self._filter(must), exact=True).count
+
+    def query(self, dense, sparse, limit, must=None):  # type: ignore[no-untyped-def]
+        m = self.m
+        flt = self._filter(must)
+        dense_v = dense.tolist() if dense is not None else None
+        sparse_v = (
+            m.SparseVector(indices=sparse.indices, values=sparse.values)
+            if sparse is not None and sparse.indices
+            else None
+        )
+        if dense_v is not None and sparse_v is not None:
+            depth = max(limit * 5, 50)
+            result = self.client.query_points(
+                self.collection,
+                prefetch=[
+                    m.Prefetch(query=dense_v, using=DENSE, limit=depth, filter=flt),
+                    m.Prefetch(query=sparse_v, using=SPARSE, limit=depth, filter=flt),
+                ],
+                query=m.FusionQuery(fusion=m.Fusion.RRF),
+                limit=limit,
+                with_payload=True,
+            )
+        elif dense_v is not None or sparse_v is not None:
+            result = self.client.query_points(
+                self.collection,
+                query=dense_v if dense_v is not None else sparse_v,
+                using=DENSE if dense_v is not None else SPARSE,
+                query_filter=flt,
+                limit=limit,
+                with_payload=True,
+            )
+        else:
+            return []
+        return [Found(str(p.id), float(p.score), dict(p.payload or {})) for p in result.points]
+
+    def close(self) -> None:
+        self.client.close()

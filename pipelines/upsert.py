@@ -1,0 +1,71 @@
+"""Apply a chunk plan to the index: add new chunks, refresh reused ones, drop vanished ones."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+import numpy as np
+
+from pipelines.index import SCHEMA_VERSION, Index, IndexPoint
+from pipelines.lexical import Bm25Encoder
+from schemas.documents import Chunk, ChunkPlan
+
+
+@dataclass(frozen=True)
+class DocumentMeta:
+    """Document-level payload fields copied onto every chunk point."""
+
+    source: str
+    key: str
+    tenant: str
+    file_type: str
+    version: str
+    pii_counts: dict[str, int]
+
+
+def _payload(chunk: Chunk, meta: DocumentMeta, now: str) -> dict[str, Any]:
+    return {
+        "doc_id": chunk.doc_id,
+        "chunk_hash": chunk.hash,
+        "position": chunk.position,
+        "text": chunk.text,
+        "title": chunk.title,
+        "section": chunk.section,
+        "page": chunk.page,
+        "source": meta.source,
+        "key": meta.key,
+        "tenant": meta.tenant,
+        "file_type": meta.file_type,
+        "doc_version": meta.version,
+        "pii_counts": meta.pii_counts,
+        "updated_at": now,
+        "schema_version": SCHEMA_VERSION,
+    }
+
+
+def apply_plan(
+    index: Index,
+    chunks: list[Chunk],
+    plan: ChunkPlan,
+    vectors: np.ndarray,
+    bm25: Bm25Encoder,
+    meta: DocumentMeta,
+) -> None:
+    """``vectors[i]`` belongs to ``plan.embed[i]``. Safe to repeat: ids are content-derived."""
+    if len(vectors) != len(plan.embed):
+        raise ValueError(f"{len(vectors)} vectors for {len(plan.embed)} chunks")
+    now = datetime.now(timezone.utc).isoformat()
+    by_pos = {c.position: c for c in chunks}
+    points = []
+    for pos, vector in zip(plan.embed, vectors):
+        c = by_pos[pos]
+        payload = _payload(c, meta, now) | {"created_at": now}
+        points.append(IndexPoint(c.doc_id, c.hash, vector, bm25.document(c.text), payload))
+    index.upsert(points)
+    for pos in plan.reuse:
+        c = by_pos[pos]
+        index.set_payload(c.doc_id, c.hash, _payload(c, meta, now))
+    if chunks and plan.delete:
+        index.delete_chunks(chunks[0].doc_id, plan.delete)

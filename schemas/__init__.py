@@ -1,0 +1,1 @@
+"""Contracts shared by every layer: pydantic models only, no imports of ours."""

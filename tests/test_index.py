@@ -1,0 +1,76 @@
+"""Both index implementations behave the same: Qdrant Edge and qdrant-client (in-memory server API)."""
+
+import pytest
+
+from pipelines.diff import plan
+from pipelines.index import EdgeIndex, ServerIndex
+from pipelines.search import search
+from pipelines.upsert import DocumentMeta, apply_plan
+from schemas.documents import Element, RedactedDocument
+from schemas.search import Mode, SearchRequest
+
+TEXTS = {
+    "orders": ["Order ORD-2024-8821 shipped with a cracked pump housing.", "The courier collects the broken unit."],
+    "water": ["Sand filters are backwashed every thirty hours.", "Chlorine keeps a residual in the network."],
+    "cve": ["CVE-2024-12345 lets a crafted archive overflow the upload parser buffer."],
+}
+
+
+@pytest.fixture(params=["edge", "server"])
+def index(request, tmp_path):
+    idx = EdgeIndex(tmp_path / "edge") if request.param == "edge" else ServerIndex(":memory:", "t")
+    yield idx
+    idx.close()
+
+
+def ingest(index, chunker, embedder, bm25, doc_id, paragraphs, tenant="default"):
+    doc = RedactedDocument(file_type="txt", elements=[Element(text=t, section=str(i)) for i, t in enumerate(paragraphs)])
+    chunks = chunker.chunk(doc_id, doc)
+    p = plan(chunks, index.chunk_hashes(doc_id))
+    vectors = embedder.embed([chunks[i].text for i in p.embed])
+    meta = DocumentMeta(source="folder:/x", key=f"{doc_id}.txt", tenant=tenant, file_type="txt", version=doc_id, pii_counts={})
+    apply_plan(index, chunks, p, vectors, bm25, meta)
+    return p
+
+
+def ask(index, embedder, bm25, q, mode, **kw):
+    return search(index, embedder, bm25, SearchRequest(q=q, k=3, mode=mode, **kw))
+
+
+def test_modes_find_what_they_should(index, chunker, embedder, bm25):
+    for doc_id, paras in TEXTS.items():
+        ingest(index, chunker, embedder, bm25, doc_id, paras)
+    assert index.count() == 5
+    for mode in (Mode.lexical, Mode.hybrid):
+        assert ask(index, embedder, bm25, "ORD-2024-8821", mode)[0].doc_id == "orders"
+        assert ask(index, embedder, bm25, "CVE-2024-12345", mode)[0].doc_id == "cve"
+    top = ask(index, embedder, bm25, "how often are the filter beds cleaned", Mode.dense)[0]
+    assert top.doc_id == "water" and "backwashed" in top.text
+
+
+def test_replay_and_delete(index, chunker, embedder, bm25):
+    first = ingest(index, chunker, embedder, bm25, "orders", TEXTS["orders"])
+    again = ingest(index, chunker, embedder, bm25, "orders", TEXTS["orders"])
+    assert len(first.embed) == 2 and again.embed == [] and index.count() == 2
+    edited = ingest(index, chunker, embedder, bm25, "orders", [TEXTS["orders"][0]])
+    assert edited.embed == [] and len(edited.delete) == 1 and index.count() == 2 - 1
+    index.delete_document("orders")
+    assert index.count() == 0
+    assert ask(index, embedder, bm25, "ORD-2024-8821", Mode.hybrid) == []
+
+
+def test_filters_apply_inside_the_search(index, chunker, embedder, bm25):
+    ingest(index, chunker, embedder, bm25, "orders", TEXTS["orders"], tenant="a")
+    ingest(index, chunker, embedder, bm25, "water", TEXTS["water"], tenant="b")
+    hits = ask(index, embedder, bm25, "ORD-2024-8821 pump", Mode.hybrid, tenant="b")
+    assert hits and all(h.doc_id == "water" for h in hits)
+    assert index.documents()["orders"]["chunks"] == 2
+
+
+def test_edge_index_survives_restart(tmp_path, chunker, embedder, bm25):
+    idx = EdgeIndex(tmp_path / "e")
+    ingest(idx, chunker, embedder, bm25, "water", TEXTS["water"])
+    idx.close()
+    idx = EdgeIndex(tmp_path / "e")
+    assert idx.count() == 2 and set(idx.chunk_hashes("water"))
+    idx.close()

@@ -1,0 +1,1 @@
+"""The transport shell: Celery, Redis state, watchers, HTTP API and the CLI."""

@@ -1,0 +1,55 @@
+"""The Celery application: queues, routing and delivery guarantees.
+
+Late acks plus reject-on-worker-lost mean a task whose worker dies is
+delivered again; that is safe only because every stage is idempotent.
+The visibility timeout stays above the longest task limit so a slow task is
+never handed to a second worker while the first is still on it.
+"""
+
+from __future__ import annotations
+
+from celery import Celery
+
+from schemas.settings import Settings
+
+STAGE_QUEUES = {
+    "parse": "parse",
+    "redact": "redact",
+    "chunk": "chunk",
+    "embed": "embed",
+    "diff": "index",
+    "upsert": "index",
+    "delete": "index",
+    "manifest": "index",
+    "search": "query",
+}
+PIPELINE_QUEUES = ("parse", "redact", "chunk", "embed")
+QUERY_QUEUES = ("index", "query")
+ALL_QUEUES = PIPELINE_QUEUES + QUERY_QUEUES
+
+app = Celery("sluice", include=["workers.tasks"])
+
+
+def configure(broker_url: str, s: Settings) -> Celery:
+    app.conf.update(
+        broker_url=broker_url,
+        result_backend=broker_url,
+        task_serializer="json",
+        result_serializer="json",
+        accept_content=["json"],
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        task_time_limit=s.task_time_limit_s,
+        task_soft_time_limit=max(1, s.task_time_limit_s - 30),
+        broker_transport_options={"visibility_timeout": s.task_time_limit_s * 2},
+        result_expires=3600,
+        task_routes={f"sluice.{name}": {"queue": q} for name, q in STAGE_QUEUES.items()},
+        task_default_queue="parse",
+        worker_send_task_events=True,
+        task_send_sent_event=True,
+        task_track_started=True,
+        broker_connection_retry_on_startup=True,
+        worker_hijack_root_logger=False,
+    )
+    return app

@@ -1,0 +1,120 @@
+"""Talking to a running sluice from the CLI, the API and benchmarks."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from schemas.events import Event
+from schemas.search import SearchHit, SearchRequest
+from schemas.settings import Settings
+from workers.app import configure
+from workers.config import redis_url
+from workers.embedded_redis import reachable
+from workers.ingress import Ingress, folder_events
+from workers.sources import folder_source
+from workers.state import TERMINAL, State
+
+
+class NotRunning(RuntimeError):
+    pass
+
+
+def connect(s: Settings) -> State:
+    """State of the running sluice, or NotRunning with a plain explanation."""
+    url = redis_url(s)
+    if not url or not reachable(url):
+        where = url or f"REDIS_URL (unset) or {s.data_dir / 'redis.url'} (missing)"
+        raise NotRunning(f"no running sluice found: cannot reach Redis at {where}. Start one with `sluice up`.")
+    configure(url, s)
+    return State.from_url(url, s.artifact_ttl_s)
+
+
+def manifest(source: str, timeout_s: float = 30.0) -> dict[str, dict[str, Any]]:
+    from workers import tasks
+
+    try:
+        return tasks.manifest.apply_async((source,)).get(timeout=timeout_s)
+    except Exception as exc:
+        raise NotRunning(f"the query worker did not answer within {timeout_s:.0f}s ({type(exc).__name__})") from exc
+
+
+def search(req: SearchRequest, timeout_s: float = 30.0) -> list[SearchHit]:
+    from workers import tasks
+
+    result = tasks.search.apply_async((req.model_dump(mode="json"),), argsrepr="(<query>)")
+    return [SearchHit.model_validate(h) for h in result.get(timeout=timeout_s)]
+
+
+def events_for(paths: list[Path], s: Settings) -> list[Event]:
+    """Events for files and folders named on the command line; a folder is reconciled whole."""
+    events: list[Event] = []
+    inbox = s.inbox.resolve()
+    for raw in paths:
+        path = raw.resolve()
+        if not path.exists():
+            raise FileNotFoundError(f"{raw}: no such file or folder")
+        if path.is_dir():
+            source = folder_source(path)
+            events.extend(folder_events(path, source, manifest(source), s.tenant))
+            continue
+        root = inbox if path.is_relative_to(inbox) else path.parent
+        events.extend(folder_events(root, folder_source(root), {}, s.tenant, [path]))
+    return events
+
+
+@dataclass
+class Report:
+    documents: int = 0
+    indexed: int = 0
+    unchanged: int = 0
+    deleted: int = 0
+    failed: list[dict[str, str]] = field(default_factory=list)
+    chunks_embedded: int = 0
+    chunks_reused: int = 0
+    chunks_deleted: int = 0
+    elapsed_s: float = 0.0
+
+
+def ingest(
+    st: State,
+    s: Settings,
+    events: list[Event],
+    wait: bool,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> Report:
+    """Submit events through admission control; with ``wait``, block until each is finished."""
+    started = time.monotonic()
+    ingress = Ingress(st, s)
+    ids = [ingress.submit(e)[0] for e in events]
+    report = Report(documents=len({e.doc_id for e in events}))
+    if not wait:
+        report.elapsed_s = time.monotonic() - started
+        return report
+    pending = set(ids)
+    infos: dict[str, dict[str, str]] = {}
+    while pending:
+        for eid in list(pending):
+            info = st.event_info(eid)
+            if info.get("status") in TERMINAL:
+                infos[eid] = info
+                pending.discard(eid)
+        if on_progress:
+            on_progress(len(ids) - len(pending), len(ids))
+        if pending:
+            time.sleep(0.1)
+    for eid, info in infos.items():
+        status = info["status"]
+        report.indexed += status == "done"
+        report.unchanged += status == "unchanged"
+        report.deleted += status == "deleted"
+        for name in ("chunks_embedded", "chunks_reused", "chunks_deleted"):
+            setattr(report, name, getattr(report, name) + int(info.get(name, 0) or 0))
+        if status == "failed":
+            key = st.event(eid).key
+            report.failed.append({"path": key, "stage": info.get("failed_stage", ""), "error": info.get("error", "")})
+    report.elapsed_s = round(time.monotonic() - started, 3)
+    return report

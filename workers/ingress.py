@@ -1,0 +1,100 @@
+"""The one way in: every watcher, webhook and CLI call submits events here.
+
+Admission control lives here because Redis lists have no maximum length:
+submitters wait while too many documents are in flight or any queue is full,
+so a burst of files can never grow a queue past its bound.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+from schemas.events import Action, Event
+from schemas.settings import Settings
+from workers.app import ALL_QUEUES
+from workers.state import TERMINAL, State
+
+IGNORED_SUFFIXES = (".tmp", ".part", ".crdownload", ".swp", "~")
+
+
+def ignored(path: Path) -> bool:
+    """Hidden files, editor and download temporaries never become documents."""
+    return any(p.startswith(".") for p in path.parts) or path.name.endswith(IGNORED_SUFFIXES)
+
+
+def file_hash(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+class Full(Exception):
+    """The pipeline is at its bound; try again later (the webhook maps this to 503)."""
+
+
+class Ingress:
+    def __init__(self, state: State, settings: Settings) -> None:
+        self.st = state
+        self.s = settings
+
+    def has_room(self) -> bool:
+        if self.st.in_flight() >= self.s.max_in_flight:
+            return False
+        return all(self.st.queue_depth(q) < self.s.max_queue_depth for q in ALL_QUEUES)
+
+    def wait_for_room(self, timeout_s: float | None = None) -> None:
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        pause = 0.01
+        while not self.has_room():
+            if deadline is not None and time.monotonic() >= deadline:
+                raise Full("pipeline is full")
+            time.sleep(pause)
+            pause = min(pause * 2, 0.5)
+
+    def submit(self, event: Event, timeout_s: float | None = None) -> tuple[str, str]:
+        """Admit one event (waiting for room). Returns (event id, 'queued'|'unchanged'|'duplicate')."""
+        from workers import tasks
+
+        known = self.st.event_info(event.event_id)
+        if known and known.get("status") not in TERMINAL:
+            return event.event_id, "duplicate"  # the same change, already on its way
+        indexed = self.st.indexed_version(event.doc_id)
+        settled = indexed is None if event.action == Action.delete else indexed == event.version
+        if settled and not event.force:
+            if not known:
+                self.st.put_event(event)
+                self.st.finish(event.event_id, "unchanged")
+            return event.event_id, "unchanged" if not known else "duplicate"
+        self.wait_for_room(timeout_s)
+        self.st.reset_event(event)
+        self.st.admit(event.event_id)
+        first = tasks.delete if event.action == Action.delete else tasks.parse
+        first.delay(event.event_id)
+        return event.event_id, "queued"
+
+
+def folder_events(
+    root: Path, source: str, indexed: dict[str, dict], tenant: str, paths: Iterable[Path] | None = None
+) -> Iterator[Event]:
+    """Events that bring the index in line with a folder: creates, modifies and deletes."""
+    seen: set[str] = set()
+    files = paths if paths is not None else (p for p in sorted(root.rglob("*")) if p.is_file())
+    for path in files:
+        rel = path.relative_to(root)
+        if ignored(rel):
+            continue
+        key = rel.as_posix()
+        event = Event(source=source, key=key, action=Action.create, version=file_hash(path), tenant=tenant)
+        seen.add(event.doc_id)
+        if event.doc_id in indexed:
+            event = event.model_copy(update={"action": Action.modify})
+        yield event
+    if paths is None:
+        for doc_id, info in indexed.items():
+            if doc_id not in seen and info.get("key"):
+                yield Event(source=source, key=info["key"], action=Action.delete, version="", tenant=tenant)

@@ -1,0 +1,73 @@
+"""Per-process singletons, built on first use (after fork, never at import)."""
+
+from __future__ import annotations
+
+import threading
+from functools import cache
+from typing import TYPE_CHECKING
+
+from workers.config import redis_url, settings
+from workers.state import State
+
+if TYPE_CHECKING:
+    from pipelines.chunk import Chunker
+    from pipelines.embed import Embedder
+    from pipelines.index import Index
+    from pipelines.lexical import Bm25Encoder
+    from pipelines.redact import Redactor
+
+_lock = threading.Lock()
+
+
+@cache
+def state() -> State:
+    url = redis_url()
+    if not url:
+        raise RuntimeError("no Redis configured: set REDIS_URL or start `sluice up`")
+    return State.from_url(url, settings().artifact_ttl_s)
+
+
+@cache
+def embedder() -> "Embedder":
+    from pipelines.embed import Embedder
+
+    return Embedder(batch_size=settings().embed_batch_size)
+
+
+@cache
+def chunker() -> "Chunker":
+    from pipelines.chunk import Chunker
+
+    s = settings()
+    return Chunker(embedder().count_tokens, max_tokens=min(s.chunk_tokens, 254), overlap=s.chunk_overlap_tokens)
+
+
+@cache
+def redactor() -> "Redactor":
+    from pipelines.redact import Redactor
+
+    return Redactor(settings().pseudonym_secret.get_secret_value().encode())
+
+
+@cache
+def bm25() -> "Bm25Encoder":
+    from pipelines.lexical import Bm25Encoder
+
+    return Bm25Encoder()
+
+
+def index() -> "Index":
+    """The index; only the query worker calls this (Edge allows one owning process)."""
+    with _lock:
+        return _index()
+
+
+@cache
+def _index() -> "Index":
+    from pipelines.index import EdgeIndex, ServerIndex
+
+    s = settings()
+    if s.qdrant_url:
+        key = s.qdrant_api_key.get_secret_value() if s.qdrant_api_key else None
+        return ServerIndex(s.qdrant_url, s.collection, key)
+    return EdgeIndex(s.index_path)

@@ -1,0 +1,36 @@
+"""Where document bytes come from. Events name a source and a key; this reads them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pipelines.errors import PermanentError
+
+FOLDER = "folder:"
+
+
+def folder_source(root: Path) -> str:
+    return FOLDER + str(root.resolve())
+
+
+def folder_path(source: str, key: str) -> Path:
+    """The file behind (source, key); keys never escape their folder."""
+    if not source.startswith(FOLDER):
+        raise PermanentError(f"unknown source kind: {source.split(':', 1)[0]}")
+    root = Path(source.removeprefix(FOLDER))
+    path = (root / key).resolve()
+    if not path.is_relative_to(root):
+        raise PermanentError("object key points outside its folder")
+    return path
+
+
+def read(source: str, key: str, max_bytes: int) -> bytes | None:
+    """The object's bytes, or None when it no longer exists (a delete event will follow)."""
+    path = folder_path(source, key)
+    try:
+        size = path.stat().st_size
+        if size > max_bytes:
+            raise PermanentError(f"file is {size / 1e6:.1f} MB, over the {max_bytes / 1e6:.1f} MB limit")
+        return path.read_bytes()
+    except FileNotFoundError:
+        return None

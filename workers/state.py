@@ -1,0 +1,174 @@
+"""Everything sluice keeps in Redis, which may be lost without losing the index.
+
+Events and their progress, in-flight accounting for admission control,
+content-addressed artifacts passed between stages (messages carry only ids),
+per-(stage, event) idempotency marks, per-document status and dead letters.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from typing import Any
+
+import numpy as np
+import redis
+
+from schemas.events import Event
+
+P = "sluice:"
+STAGES = ("parse", "redact", "chunk", "diff", "embed", "upsert", "delete")
+TERMINAL = {"done", "unchanged", "deleted", "failed", "superseded"}
+
+
+class State:
+    def __init__(self, client: redis.Redis, artifact_ttl_s: int = 86400) -> None:
+        self.r = client
+        self.ttl = artifact_ttl_s
+
+    @classmethod
+    def from_url(cls, url: str, artifact_ttl_s: int = 86400) -> "State":
+        return cls(redis.Redis.from_url(url), artifact_ttl_s)
+
+    # -- events -------------------------------------------------------------
+    def put_event(self, event: Event) -> bool:
+        """Record an event and mark it latest for its document. False if already known."""
+        key = f"{P}event:{event.event_id}"
+        created = self.r.hsetnx(key, "event", event.model_dump_json())
+        if created:
+            self.r.hset(key, mapping={"status": "queued", "stage": "admit", "doc_id": event.doc_id})
+        self.r.expire(key, self.ttl)
+        self.r.set(f"{P}latest:{event.doc_id}", event.event_id)
+        return bool(created)
+
+    def reset_event(self, event: Event) -> None:
+        """(Re)start an event from scratch: forget earlier stage marks of the same id."""
+        self.r.delete(*(f"{P}done:{stage}:{event.event_id}" for stage in STAGES))
+        self.r.delete(f"{P}event:{event.event_id}")
+        self.put_event(event)
+
+    def event(self, event_id: str) -> Event:
+        raw = self.r.hget(f"{P}event:{event_id}", "event")
+        if raw is None:
+            raise KeyError(f"event {event_id} is unknown (expired or never admitted)")
+        return Event.model_validate_json(raw)
+
+    def event_info(self, event_id: str) -> dict[str, str]:
+        return {k.decode(): v.decode() for k, v in self.r.hgetall(f"{P}event:{event_id}").items()}
+
+    def is_latest(self, event: Event) -> bool:
+        latest = self.r.get(f"{P}latest:{event.doc_id}")
+        return latest is None or latest.decode() == event.event_id
+
+    def progress(self, event_id: str, stage: str, **fields: Any) -> None:
+        self.r.hset(f"{P}event:{event_id}", mapping={"stage": stage, "status": "running", **_str(fields)})
+
+    def finish(self, event_id: str, status: str, **fields: Any) -> None:
+        """Terminal state for an event: it leaves the in-flight set."""
+        assert status in TERMINAL, status
+        pipe = self.r.pipeline()
+        pipe.hset(f"{P}event:{event_id}", mapping={"status": status, "finished_at": time.time(), **_str(fields)})
+        pipe.zrem(f"{P}inflight", event_id)
+        pipe.incr(f"{P}count:{status}")
+        pipe.execute()
+
+    # -- admission ----------------------------------------------------------
+    def admit(self, event_id: str) -> None:
+        self.r.zadd(f"{P}inflight", {event_id: time.time()}, nx=True)
+
+    def in_flight(self) -> int:
+        return int(self.r.zcard(f"{P}inflight"))
+
+    def queue_depth(self, queue: str) -> int:
+        return int(self.r.llen(queue))
+
+    def forget_stale_in_flight(self, older_than_s: float) -> int:
+        """Drop in-flight entries whose events vanished (e.g. Redis artifacts expired)."""
+        return int(self.r.zremrangebyscore(f"{P}inflight", 0, time.time() - older_than_s))
+
+    # -- idempotency --------------------------------------------------------
+    def stage_done(self, stage: str, event_id: str) -> bool:
+        return bool(self.r.exists(f"{P}done:{stage}:{event_id}"))
+
+    def mark_stage_done(self, stage: str, event_id: str) -> None:
+        self.r.set(f"{P}done:{stage}:{event_id}", 1, ex=self.ttl)
+
+    # -- artifacts ----------------------------------------------------------
+    def put_json(self, kind: str, event_id: str, value: str) -> None:
+        self.r.set(f"{P}art:{kind}:{event_id}", value, ex=self.ttl)
+
+    def get_json(self, kind: str, event_id: str) -> str:
+        raw = self.r.get(f"{P}art:{kind}:{event_id}")
+        if raw is None:
+            raise KeyError(f"{kind} artifact of event {event_id} expired")
+        return raw.decode()
+
+    def put_vectors(self, event_id: str, vectors: np.ndarray) -> None:
+        self.r.set(f"{P}art:vectors:{event_id}", vectors.astype(np.float32).tobytes(), ex=self.ttl)
+
+    def get_vectors(self, event_id: str, dims: int) -> np.ndarray:
+        raw = self.r.get(f"{P}art:vectors:{event_id}")
+        if raw is None:
+            raise KeyError(f"vectors of event {event_id} expired")
+        return np.frombuffer(raw, dtype=np.float32).reshape(-1, dims)
+
+    def drop_artifacts(self, event_id: str) -> None:
+        self.r.delete(*(f"{P}art:{k}:{event_id}" for k in ("parsed", "redacted", "chunks", "plan", "vectors")))
+
+    # -- documents ----------------------------------------------------------
+    def indexed_version(self, doc_id: str) -> str | None:
+        raw = self.r.get(f"{P}docver:{doc_id}")
+        return raw.decode() if raw else None
+
+    def set_document(self, doc_id: str, version: str | None, **fields: Any) -> None:
+        if version is None:
+            self.r.delete(f"{P}docver:{doc_id}")
+        else:
+            self.r.set(f"{P}docver:{doc_id}", version)
+        self.r.hset(f"{P}doc:{doc_id}", mapping=_str({"updated_at": time.time(), **fields}))
+
+    def document(self, doc_id: str) -> dict[str, str]:
+        return {k.decode(): v.decode() for k, v in self.r.hgetall(f"{P}doc:{doc_id}").items()}
+
+    def find_documents(self, needle: str) -> list[str]:
+        """Document ids whose id starts with, or whose key contains, ``needle``."""
+        found = []
+        for key in self.r.scan_iter(f"{P}doc:*", count=500):
+            doc_id = key.decode().removeprefix(f"{P}doc:")
+            if doc_id.startswith(needle) or needle in (self.r.hget(key, "key") or b"").decode():
+                found.append(doc_id)
+        return found
+
+    # -- dead letters -------------------------------------------------------
+    def dead_letter(self, event_id: str, stage: str, error: str) -> str:
+        info = self.event_info(event_id)
+        event = json.loads(info.get("event", "{}"))
+        letter = {
+            "id": uuid.uuid4().hex[:12],
+            "event_id": event_id,
+            "doc_id": info.get("doc_id", ""),
+            "key": event.get("key", ""),
+            "stage": stage,
+            "error": error,
+            "time": time.time(),
+        }
+        self.r.hset(f"{P}dlq", letter["id"], json.dumps(letter))
+        return letter["id"]
+
+    def dead_letters(self) -> list[dict[str, Any]]:
+        letters = [json.loads(v) for v in self.r.hvals(f"{P}dlq")]
+        return sorted(letters, key=lambda d: d["time"])
+
+    def counters(self) -> dict[str, int]:
+        keys = sorted(self.r.scan_iter(f"{P}count:*"))
+        values = self.r.mget(keys) if keys else []
+        return {k.decode().removeprefix(f"{P}count:"): int(v or 0) for k, v in zip(keys, values)}
+
+    def add_counter(self, name: str, amount: int) -> None:
+        if amount:
+            self.r.incrby(f"{P}count:{name}", amount)
+
+
+def _str(fields: dict[str, Any]) -> dict[str, str]:
+    return {k: v if isinstance(v, str) else json.dumps(v) for k, v in fields.items()}

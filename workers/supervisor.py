@@ -1,0 +1,101 @@
+"""``sluice up``: every process of a one-machine sluice, started and stopped together."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from schemas.settings import Settings
+from workers.config import REDIS_URL_FILE
+from workers.embedded_redis import EmbeddedRedis, reachable
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLES = ROOT / "samples"
+
+
+def _spawn(args: list[str], env: dict[str, str], log_dir: Path, name: str) -> subprocess.Popen[bytes]:
+    log = (log_dir / f"{name}.log").open("ab")
+    return subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def _wait_for_http(url: str, procs: dict[str, subprocess.Popen[bytes]], timeout_s: float) -> None:
+    import httpx
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        dead = [n for n, p in procs.items() if p.poll() is not None]
+        if dead:
+            raise RuntimeError(f"{', '.join(dead)} exited during start-up; see the logs in the data dir")
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    raise RuntimeError(f"{url} did not answer within {timeout_s:.0f}s")
+
+
+def run_all(s: Settings, ingest_samples: bool = True) -> int:
+    data = s.data_dir.resolve()
+    logs = data / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    embedded = None
+    url = s.redis_url
+    if not url or not reachable(url):
+        if url:
+            print(f"REDIS_URL {url} is not reachable; starting an embedded Redis instead")
+        embedded = EmbeddedRedis(data / "redis").start()
+        url = embedded.url
+    (data / REDIS_URL_FILE).write_text(url)
+    env = {**os.environ, "REDIS_URL": url, "SLUICE_DATA_DIR": str(data), "SLUICE_INBOX": str(s.inbox.resolve())}
+    me = [sys.executable, "-m", "workers.cli"]
+    procs: dict[str, subprocess.Popen[bytes]] = {}
+    try:
+        procs["query-worker"] = _spawn(me + ["query-worker"], env, logs, "query-worker")
+        procs["worker"] = _spawn(me + ["worker"], env, logs, "worker")
+        procs["api"] = _spawn(me + ["api"], env, logs, "api")
+        procs["flower"] = _spawn(
+            [sys.executable, "-m", "celery", "-b", url, "flower", f"--port={s.flower_port}",
+             "--address=127.0.0.1", f"--conf={ROOT / 'flower.conf'}", f"--db={data / 'flower.db'}"],
+            {**env, "FLOWER_UNAUTHENTICATED_API": os.environ.get("FLOWER_UNAUTHENTICATED_API", "true")},
+            logs, "flower",
+        )
+        api_url = f"http://{s.api_host}:{s.api_port}"
+        _wait_for_http(f"{api_url}/healthz", procs, 120)
+        procs["watcher"] = _spawn(me + ["watch", str(s.inbox.resolve())], env, logs, "watcher")
+        if ingest_samples and SAMPLES.is_dir():
+            print(f"ingesting the sample documents in {SAMPLES} ...", flush=True)
+            out = subprocess.run(me + ["ingest", str(SAMPLES), "--wait"], env=env, check=False)
+            if out.returncode:
+                print("sample ingestion failed; see the logs", flush=True)
+        print(
+            f"\nsluice is up.\n  search:  {api_url}/search?q=...   (docs: {api_url}/docs)\n"
+            f"  flower:  http://127.0.0.1:{s.flower_port}\n  inbox:   {s.inbox.resolve()}  (drop files here)\n"
+            f"  logs:    {logs}\nPress Ctrl-C to stop.",
+            flush=True,
+        )
+        while True:
+            for name, p in procs.items():
+                if p.poll() is not None:
+                    print(f"{name} exited with {p.returncode}; stopping", flush=True)
+                    return 1
+            time.sleep(1)
+    except KeyboardInterrupt:
+        print("\nstopping ...", flush=True)
+        return 0
+    finally:
+        for p in procs.values():
+            if p.poll() is None:
+                os.killpg(p.pid, signal.SIGTERM)
+        for p in procs.values():
+            try:
+                p.wait(20)
+            except subprocess.TimeoutExpired:
+                os.killpg(p.pid, signal.SIGKILL)
+        (data / REDIS_URL_FILE).unlink(missing_ok=True)
+        if embedded:
+            embedded.stop()

@@ -1,0 +1,238 @@
+"""Celery tasks: each loads the references in its message, calls one pipelines
+function, records the result and hands the event id to the next stage.
+
+Message arguments are event ids only; content travels through ``State``
+artifacts, so Flower and the broker never see document text.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import random
+from collections.abc import Callable
+from typing import Any
+
+import redis
+from celery.exceptions import SoftTimeLimitExceeded
+from celery.signals import worker_process_init
+
+from pipelines import diff as diffing
+from pipelines.errors import PermanentError, TransientError
+from pipelines.upsert import DocumentMeta, apply_plan
+from schemas.documents import Chunk, ChunkPlan, ParsedDocument, RedactedDocument
+from schemas.events import Event
+from schemas.search import SearchRequest
+from workers import resources, sources
+from workers.app import app
+from workers.config import settings
+from workers.state import State
+
+log = logging.getLogger("sluice.tasks")
+TRANSIENT = (TransientError, redis.ConnectionError, redis.TimeoutError, ConnectionError, TimeoutError)
+
+
+@worker_process_init.connect
+def _share_cores(**_: Any) -> None:
+    """Prefork children split the cores instead of each torch grabbing all of them."""
+    import os
+
+    import torch
+
+    children = int(os.environ.get("SLUICE_WORKER_CONCURRENCY", "1"))
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // max(1, children)))
+
+
+def _backoff(retries: int) -> float:
+    base = settings().retry_backoff_s * (2**retries)
+    return min(base, 300.0) * random.uniform(0.5, 1.5)
+
+
+def stage(name: str) -> Callable[[Callable[[State, Event], None]], Any]:
+    """Wrap a stage body with idempotency, supersession, retries and dead letters."""
+
+    def wrap(body: Callable[[State, Event], None]) -> Any:
+        @app.task(name=f"sluice.{name}", bind=True, max_retries=None)
+        def task(self: Any, event_id: str) -> str:
+            st = resources.state()
+            if st.stage_done(name, event_id):
+                return "duplicate"
+            event = st.event(event_id)
+            if not st.is_latest(event):
+                st.finish(event_id, "superseded")
+                return "superseded"
+            st.progress(event_id, name)
+            try:
+                body(st, event)
+            except PermanentError as exc:
+                return _fail(st, event_id, name, str(exc))
+            except SoftTimeLimitExceeded:
+                return _fail(st, event_id, name, f"{name} took longer than its time limit")
+            except TRANSIENT as exc:
+                if self.request.retries >= settings().max_retries:
+                    return _fail(st, event_id, name, f"gave up after {self.request.retries} retries: {exc}")
+                raise self.retry(countdown=_backoff(self.request.retries), exc=exc)
+            except Exception as exc:  # a bug: keep the event, tell the operator
+                log.exception("stage %s failed for event %s", name, event_id)
+                return _fail(st, event_id, name, f"internal error: {type(exc).__name__}: {exc}"[:500])
+            st.mark_stage_done(name, event_id)
+            return "ok"
+
+        return task
+
+    return wrap
+
+
+def _fail(st: State, event_id: str, stage_name: str, reason: str) -> str:
+    st.dead_letter(event_id, stage_name, reason)
+    st.finish(event_id, "failed", error=reason, failed_stage=stage_name)
+    st.set_document(st.event(event_id).doc_id, st.indexed_version(st.event(event_id).doc_id),
+                    last_event=event_id, last_error=reason, key=st.event(event_id).key)
+    st.drop_artifacts(event_id)
+    return "failed"
+
+
+@stage("parse")
+def parse(st: State, event: Event) -> None:
+    from pipelines.parse import parse_bytes
+
+    s = settings()
+    data = sources.read(event.source, event.key, s.max_document_bytes)
+    if data is None or hashlib.sha256(data).hexdigest() != event.version:
+        st.finish(event.event_id, "superseded")  # changed or gone since; a newer event follows
+        return
+    doc = parse_bytes(data, event.key, max_bytes=s.max_document_bytes)
+    st.put_json("parsed", event.event_id, doc.model_dump_json())
+    redact.delay(event.event_id)
+
+
+@stage("redact")
+def redact(st: State, event: Event) -> None:
+    doc = ParsedDocument.model_validate_json(st.get_json("parsed", event.event_id))
+    texts = [e.text for e in doc.elements]
+    headings = sorted({e.section for e in doc.elements if e.section} | ({doc.title} if doc.title else set()))
+    done = resources.redactor().redact_many(texts + headings)
+    clean = {h: r.text for h, r in zip(headings, done[len(texts):])}
+    counts: dict[str, int] = {}
+    for r in done[: len(texts)]:
+        for kind, n in r.counts.items():
+            counts[kind] = counts.get(kind, 0) + n
+    elements = [
+        e.model_copy(update={"text": r.text, "section": clean.get(e.section) if e.section else None})
+        for e, r in zip(doc.elements, done)
+    ]
+    title = clean.get(doc.title) if doc.title else None
+    out = RedactedDocument(file_type=doc.file_type, title=title, elements=elements, pii_counts=counts)
+    st.put_json("redacted", event.event_id, out.model_dump_json())
+    chunk.delay(event.event_id)
+
+
+@stage("chunk")
+def chunk(st: State, event: Event) -> None:
+    doc = RedactedDocument.model_validate_json(st.get_json("redacted", event.event_id))
+    chunks = resources.chunker().chunk(event.doc_id, doc)
+    if not chunks:
+        raise PermanentError("no text left to index after parsing")
+    st.put_json("chunks", event.event_id, json.dumps([c.model_dump() for c in chunks]))
+    diff.delay(event.event_id)
+
+
+def _chunks(st: State, event_id: str) -> list[Chunk]:
+    return [Chunk.model_validate(c) for c in json.loads(st.get_json("chunks", event_id))]
+
+
+@stage("diff")
+def diff(st: State, event: Event) -> None:
+    chunks = _chunks(st, event.event_id)
+    indexed = resources.index().chunk_hashes(event.doc_id)
+    chunk_plan = diffing.plan(chunks, indexed, force=event.force)
+    st.put_json("plan", event.event_id, chunk_plan.model_dump_json())
+    if chunk_plan.embed:
+        embed.delay(event.event_id)
+        return
+    same_version = all(p.get("doc_version") == event.version for p in indexed.values())
+    _upsert(st, event, vectors_needed=False, unchanged=same_version and not chunk_plan.delete)
+
+
+@stage("embed")
+def embed(st: State, event: Event) -> None:
+    chunks = {c.position: c for c in _chunks(st, event.event_id)}
+    chunk_plan = ChunkPlan.model_validate_json(st.get_json("plan", event.event_id))
+    vectors = resources.embedder().embed([chunks[p].text for p in chunk_plan.embed])
+    st.put_vectors(event.event_id, vectors)
+    upsert.delay(event.event_id)
+
+
+@stage("upsert")
+def upsert(st: State, event: Event) -> None:
+    _upsert(st, event, vectors_needed=True, unchanged=False)
+
+
+def _upsert(st: State, event: Event, vectors_needed: bool, unchanged: bool) -> None:
+    from pipelines.embed import DIMENSIONS
+
+    import numpy as np
+
+    chunks = _chunks(st, event.event_id)
+    chunk_plan = ChunkPlan.model_validate_json(st.get_json("plan", event.event_id))
+    redacted = RedactedDocument.model_validate_json(st.get_json("redacted", event.event_id))
+    vectors = st.get_vectors(event.event_id, DIMENSIONS) if vectors_needed else np.zeros((0, DIMENSIONS))
+    meta = DocumentMeta(
+        source=event.source,
+        key=event.key,
+        tenant=event.tenant,
+        file_type=redacted.file_type,
+        version=event.version,
+        pii_counts=redacted.pii_counts,
+    )
+    if not unchanged:
+        apply_plan(resources.index(), chunks, chunk_plan, vectors, resources.bm25(), meta)
+    counts = {
+        "chunks": len(chunks),
+        "chunks_embedded": len(chunk_plan.embed),
+        "chunks_reused": len(chunk_plan.reuse),
+        "chunks_deleted": len(chunk_plan.delete),
+    }
+    st.set_document(
+        event.doc_id,
+        event.version,
+        key=event.key,
+        source=event.source,
+        tenant=event.tenant,
+        file_type=redacted.file_type,
+        last_event=event.event_id,
+        last_error="",
+        pii_counts=redacted.pii_counts,
+        stages=["parse", "redact", "chunk", "diff"] + (["embed", "upsert"] if chunk_plan.embed else ["upsert"]),
+        **counts,
+    )
+    for name in ("chunks_embedded", "chunks_reused", "chunks_deleted"):
+        st.add_counter(name, counts[name])
+    st.finish(event.event_id, "unchanged" if unchanged else "done", **counts)
+    st.drop_artifacts(event.event_id)
+
+
+@stage("delete")
+def delete(st: State, event: Event) -> None:
+    index = resources.index()
+    removed = index.count({"doc_id": event.doc_id})
+    index.delete_document(event.doc_id)
+    st.set_document(event.doc_id, None, key=event.key, last_event=event.event_id, chunks=0, deleted=True)
+    st.add_counter("chunks_deleted", removed)
+    st.finish(event.event_id, "deleted", chunks_deleted=removed)
+
+
+@app.task(name="sluice.manifest")
+def manifest(source: str) -> dict[str, dict[str, Any]]:
+    """What the index holds for one source: {doc_id: {key, version, chunks}} (for reconciling)."""
+    return resources.index().documents(source)
+
+
+@app.task(name="sluice.search")
+def search(request: dict[str, Any]) -> list[dict[str, Any]]:
+    from pipelines.search import search as run_search
+
+    req = SearchRequest.model_validate(request)
+    hits = run_search(resources.index(), resources.embedder(), resources.bm25(), req)
+    return [h.model_dump() for h in hits]
