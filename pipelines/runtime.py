@@ -10,6 +10,7 @@ for _name, _value in {
     "TLDEXTRACT_PUBLIC_SUFFIX_LIST_URLS": "",
     "SCARF_NO_ANALYTICS": "true",
     "TOKENIZERS_PARALLELISM": "false",
+    "UNSTRUCTURED_DISABLE_NOTICE": "1",
 }.items():
     os.environ.setdefault(_name, _value)
 
