@@ -601,7 +601,15 @@ def _result(entity: str, start: int, end: int, score: float, why: str) -> Recogn
 
 def nlp_engine_config(language: str = "en", model_name: str = runtime.SPACY_MODEL) -> dict:
     """Pins the installed spaCy model; Presidio otherwise downloads en_core_web_lg."""
-    return {"nlp_engine_name": "spacy", "models": [{"lang_code": language, "model_name": model_name}]}
+    return {
+        "nlp_engine_name": "spacy",
+        "models": [{"lang_code": language, "model_name": model_name}],
+        # spaCy labels that are never personal identifiers: ignored instead of logged per text.
+        "ner_model_configuration": {
+            "labels_to_ignore": ["CARDINAL", "ORDINAL", "QUANTITY", "MONEY", "PERCENT", "TIME", "LANGUAGE",
+                                 "LAW", "WORK_OF_ART", "PRODUCT", "EVENT", "FAC"],
+        },
+    }
 
 
 def _build_analyzer(language: str) -> AnalyzerEngine:

@@ -38,7 +38,7 @@ class Settings(BaseSettings):
     retry_backoff_s: float = 2.0
 
     # Embedding.
-    embed_batch_size: int = 64
+    embed_batch_size: int = 16
     embed_backend: str = "auto"  # auto | torch | onnx
     chunk_tokens: int = 256
     chunk_overlap_tokens: int = 32

@@ -21,6 +21,7 @@ STAGE_QUEUES = {
     "upsert": "index",
     "delete": "index",
     "manifest": "index",
+    "texts": "index",
     "search": "query",
 }
 PIPELINE_QUEUES = ("parse", "redact", "chunk", "embed")

@@ -89,6 +89,9 @@ def query_worker(
 @app.command()
 def watch(directory: Annotated[Path, typer.Argument(help="Folder to watch.")]) -> None:
     """Watch a folder: reconcile it with the index, then follow its changes."""
+    import logging
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from workers.client import manifest
     from workers.ingress import Ingress
     from workers.watcher import FolderWatcher

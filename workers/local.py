@@ -1,4 +1,8 @@
-"""A real, private sluice for integration tests: own Redis, real Celery workers, temp data dir."""
+"""A private sluice in a temporary directory: own Redis, real Celery workers.
+
+Benchmarks, evaluations and integration tests start one of these, so they never
+touch a running sluice or a shared Redis.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +16,7 @@ from pathlib import Path
 from workers.embedded_redis import EmbeddedRedis
 
 
-class Sluice:
+class LocalSluice:
     def __init__(self, root: Path, **settings: str) -> None:
         self.root = root
         self.redis = EmbeddedRedis(root / "redis", persist=False).start()

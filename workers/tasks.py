@@ -236,3 +236,10 @@ def search(request: dict[str, Any]) -> list[dict[str, Any]]:
     req = SearchRequest.model_validate(request)
     hits = run_search(resources.index(), resources.embedder(), resources.bm25(), req)
     return [h.model_dump() for h in hits]
+
+
+@app.task(name="sluice.texts")
+def texts(source: str) -> list[str]:
+    """Every indexed chunk text of one source, in document order (benchmarks re-embed them)."""
+    payloads = resources.index().payloads({"source": source})
+    return [p["text"] for p in sorted(payloads, key=lambda p: (p["doc_id"], p["position"]))]

@@ -58,9 +58,13 @@ class FolderWatcher:
     def reconcile(self, indexed: dict[str, dict]) -> int:
         n = 0
         for event in folder_events(self.root, self.source, indexed, self.tenant):
-            self.ingress.submit(event)
+            self._submit(event)
             n += 1
         return n
+
+    def _submit(self, event: Event) -> None:
+        _, outcome = self.ingress.submit(event)
+        log.info("%s %s: %s", event.action.value, event.key, outcome)
 
     def run(self, indexed: dict[str, dict]) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
@@ -68,7 +72,7 @@ class FolderWatcher:
         observer.schedule(self.collector, str(self.root), recursive=True)
         observer.start()
         try:
-            log.info("reconciled %d files", self.reconcile(indexed))
+            log.info("reconciled %d files in %s; following changes", self.reconcile(indexed), self.root)
             while not self.stop_event.wait(self.poll_s):
                 self.flush()
         finally:
@@ -85,7 +89,7 @@ class FolderWatcher:
         for path in deleted:
             if not path.exists() and path.is_relative_to(self.root) and not ignored(path.relative_to(self.root)):
                 key = path.relative_to(self.root).as_posix()
-                self.ingress.submit(Event(source=self.source, key=key, action=Action.delete, version="", tenant=self.tenant))
+                self._submit(Event(source=self.source, key=key, action=Action.delete, version="", tenant=self.tenant))
         for path in due:
             if self._settled(path):
                 with c.lock:
@@ -94,7 +98,7 @@ class FolderWatcher:
                     for event in folder_events(self.root, self.source, {}, self.tenant, [path]):
                         if self.ingress.st.indexed_version(event.doc_id) is not None:
                             event = event.model_copy(update={"action": Action.modify})
-                        self.ingress.submit(event)
+                        self._submit(event)
 
     def _settled(self, path: Path) -> bool:
         """Same size and mtime as at the previous look: the writer is done."""
