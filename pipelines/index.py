@@ -21,7 +21,8 @@ import numpy as np
 DENSE = "dense"
 SPARSE = "bm25"
 SCHEMA_VERSION = 1
-KEYWORD_FIELDS = ("doc_id", "chunk_hash", "tenant", "source", "key", "file_type", "doc_version")
+KEYWORD_FIELDS = ("doc_id", "chunk_hash", "tenant", "source", "key", "file_type", "doc_version", "prefixes")
+DATETIME_FIELDS = ("created_at", "updated_at")
 _NAMESPACE = uuid.UUID("5b0f5a3e-8c1e-4b8e-9a53-6c1f1d1c0a11")
 
 
@@ -49,6 +50,55 @@ class IndexPoint:
 
 
 @dataclass(frozen=True)
+class Where:
+    """A backend-neutral filter, applied inside the vector search (never after it).
+
+    ``equals`` matches keyword fields (an array field matches on any element);
+    ``ranges`` bounds datetime fields with ISO 8601 strings (gte, lte).
+    """
+
+    equals: dict[str, str] = field(default_factory=dict)
+    ranges: dict[str, tuple[str | None, str | None]] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, must: "Where | dict[str, str] | None") -> "Where | None":
+        if must is None or isinstance(must, Where):
+            return must or None
+        return cls(equals=dict(must)) if must else None
+
+    def __bool__(self) -> bool:
+        return bool(self.equals or self.ranges)
+
+
+@dataclass(frozen=True)
+class Fusion:
+    """How hybrid search fuses its retrievers (RRF inside Qdrant)."""
+
+    k: int = 60
+    dense_weight: float = 1.0
+    sparse_weight: float = 1.0
+    depth: int = 100  # candidates each retriever contributes
+
+
+FUSION = Fusion()
+
+
+def _retrievers(fused: list[Any], dense: list[Any], sparse: list[Any]) -> list["Found"]:
+    """Tag each fused hit with the retrievers whose candidate lists held it."""
+    dense_ids = {str(p.id) for p in dense}
+    sparse_ids = {str(p.id) for p in sparse}
+    return [
+        Found(
+            str(p.id),
+            float(p.score),
+            dict(p.payload or {}),
+            tuple(n for n, ids in (("dense", dense_ids), ("lexical", sparse_ids)) if str(p.id) in ids),
+        )
+        for p in fused
+    ]
+
+
+@dataclass(frozen=True)
 class Found:
     id: str
     score: float
@@ -63,13 +113,14 @@ class Index(Protocol):
     def delete_document(self, doc_id: str) -> None: ...
     def chunk_hashes(self, doc_id: str) -> dict[str, dict[str, Any]]: ...
     def documents(self, source: str | None = None) -> dict[str, dict[str, Any]]: ...
+    def payloads(self, must: dict[str, str] | None = None) -> Iterable[dict[str, Any]]: ...
     def count(self, must: dict[str, str] | None = None) -> int: ...
     def query(
         self,
         dense: np.ndarray | None,
         sparse: Sparse | None,
         limit: int,
-        must: dict[str, str] | None = None,
+        must: "Where | dict[str, str] | None" = None,
     ) -> list[Found]: ...
     def close(self) -> None: ...
 
@@ -114,12 +165,19 @@ class EdgeIndex:
             self.shard = q.EdgeShard.create(str(path), config)
             for name in KEYWORD_FIELDS:
                 self.shard.update(q.UpdateOperation.create_field_index(name, q.PayloadSchemaType.Keyword))
+            for name in DATETIME_FIELDS:
+                self.shard.update(q.UpdateOperation.create_field_index(name, q.PayloadSchemaType.Datetime))
 
-    def _filter(self, must: dict[str, str] | None):  # type: ignore[no-untyped-def]
-        if not must:
+    def _filter(self, must: Where | dict[str, str] | None):  # type: ignore[no-untyped-def]
+        where = Where.of(must)
+        if not where:
             return None
         q = self.q
-        return q.Filter(must=[q.FieldCondition(key=k, match=q.MatchValue(v)) for k, v in must.items()])
+        conditions = [q.FieldCondition(key=k, match=q.MatchValue(v)) for k, v in where.equals.items()]
+        conditions += [
+            q.FieldCondition(key=k, range=q.RangeDateTime(gte=lo, lte=hi)) for k, (lo, hi) in where.ranges.items()
+        ]
+        return q.Filter(must=conditions)
 
     def upsert(self, points: Sequence[IndexPoint]) -> None:
         q = self.q
@@ -149,7 +207,7 @@ class EdgeIndex:
     def delete_document(self, doc_id: str) -> None:
         self.shard.update(self.q.UpdateOperation.delete_points_by_filter(self._filter({"doc_id": doc_id})))
 
-    def _scroll(self, must: dict[str, str] | None) -> Iterable[dict[str, Any]]:
+    def payloads(self, must: dict[str, str] | None = None) -> Iterable[dict[str, Any]]:
         q = self.q
         flt = self._filter(must)
 
@@ -159,10 +217,10 @@ class EdgeIndex:
         return _scroll_payloads(page)
 
     def chunk_hashes(self, doc_id: str) -> dict[str, dict[str, Any]]:
-        return {p["chunk_hash"]: p for p in self._scroll({"doc_id": doc_id})}
+        return {p["chunk_hash"]: p for p in self.payloads({"doc_id": doc_id})}
 
     def documents(self, source: str | None = None) -> dict[str, dict[str, Any]]:
-        return _documents_from(self._scroll({"source": source} if source else None))
+        return _documents_from(self.payloads({"source": source} if source else None))
 
     def count(self, must: dict[str, str] | None = None) -> int:
         return self.shard.count(self.q.CountRequest(filter=self._filter(must), exact=True))
@@ -176,22 +234,22 @@ class EdgeIndex:
             if sparse is not None and sparse.indices
             else None
         )
-        if dense_q is not None and sparse_q is not None:
-            depth = max(limit * 5, 50)
-            request = q.QueryRequest(
-                prefetches=[
-                    q.Prefetch(limit=depth, query=dense_q, filter=flt),
-                    q.Prefetch(limit=depth, query=sparse_q, filter=flt),
-                ],
-                query=q.Fusion.Rrf(k=60),
-                limit=limit,
-                with_payload=True,
-            )
-        elif dense_q is not None or sparse_q is not None:
-            request = q.QueryRequest(query=dense_q or sparse_q, limit=limit, filter=flt, with_payload=True)
-        else:
+        if dense_q is None and sparse_q is None:
             return []
-        return [Found(str(p.id), float(p.score), dict(p.payload or {})) for p in self.shard.query(request)]
+        if dense_q is None or sparse_q is None:
+            single = q.QueryRequest(query=dense_q or sparse_q, limit=limit, filter=flt, with_payload=True)
+            name = "dense" if dense_q is not None else "lexical"
+            return [Found(str(p.id), float(p.score), dict(p.payload or {}), (name,)) for p in self.shard.query(single)]
+        depth = max(FUSION.depth, limit)
+        fused = q.QueryRequest(
+            prefetches=[q.Prefetch(limit=depth, query=dense_q, filter=flt), q.Prefetch(limit=depth, query=sparse_q, filter=flt)],
+            query=q.Fusion.Rrf(k=FUSION.k, weights=[FUSION.dense_weight, FUSION.sparse_weight]),
+            limit=limit,
+            with_payload=True,
+        )
+        each = [q.QueryRequest(query=x, limit=depth, filter=flt, with_payload=False) for x in (dense_q, sparse_q)]
+        fused_hits, dense_hits, sparse_hits = self.shard.query_batch(q.QueryBatchRequest([fused, *each]))
+        return _retrievers(fused_hits, dense_hits, sparse_hits)
 
     def close(self) -> None:
         self.shard.flush()
@@ -216,14 +274,22 @@ class ServerIndex:
                 vectors_config={DENSE: models.VectorParams(size=384, distance=models.Distance.COSINE)},
                 sparse_vectors_config={SPARSE: models.SparseVectorParams(modifier=models.Modifier.IDF)},
             )
-            for name in KEYWORD_FIELDS:
-                self.client.create_payload_index(collection, name, models.PayloadSchemaType.KEYWORD)
+            if url != ":memory:":  # local mode has no payload indexes (and warns about them)
+                for name in KEYWORD_FIELDS:
+                    self.client.create_payload_index(collection, name, models.PayloadSchemaType.KEYWORD)
+                for name in DATETIME_FIELDS:
+                    self.client.create_payload_index(collection, name, models.PayloadSchemaType.DATETIME)
 
-    def _filter(self, must: dict[str, str] | None):  # type: ignore[no-untyped-def]
-        if not must:
+    def _filter(self, must: Where | dict[str, str] | None):  # type: ignore[no-untyped-def]
+        where = Where.of(must)
+        if not where:
             return None
         m = self.m
-        return m.Filter(must=[m.FieldCondition(key=k, match=m.MatchValue(value=v)) for k, v in must.items()])
+        conditions = [m.FieldCondition(key=k, match=m.MatchValue(value=v)) for k, v in where.equals.items()]
+        conditions += [
+            m.FieldCondition(key=k, range=m.DatetimeRange(gte=lo, lte=hi)) for k, (lo, hi) in where.ranges.items()
+        ]
+        return m.Filter(must=conditions)
 
     def upsert(self, points: Sequence[IndexPoint]) -> None:
         m = self.m
@@ -257,7 +323,7 @@ class ServerIndex:
             self.collection, points_selector=self.m.FilterSelector(filter=self._filter({"doc_id": doc_id}))
         )
 
-    def _scroll(self, must: dict[str, str] | None) -> Iterable[dict[str, Any]]:
+    def payloads(self, must: dict[str, str] | None = None) -> Iterable[dict[str, Any]]:
         flt = self._filter(must)
 
         def page(offset, limit):  # type: ignore[no-untyped-def]
@@ -268,10 +334,10 @@ class ServerIndex:
         return _scroll_payloads(page)
 
     def chunk_hashes(self, doc_id: str) -> dict[str, dict[str, Any]]:
-        return {p["chunk_hash"]: p for p in self._scroll({"doc_id": doc_id})}
+        return {p["chunk_hash"]: p for p in self.payloads({"doc_id": doc_id})}
 
     def documents(self, source: str | None = None) -> dict[str, dict[str, Any]]:
-        return _documents_from(self._scroll({"source": source} if source else None))
+        return _documents_from(self.payloads({"source": source} if source else None))
 
     def count(self, must: dict[str, str] | None = None) -> int:
         return self.client.count(self.collection, count_filter=self._filter(must), exact=True).count
@@ -285,30 +351,31 @@ class ServerIndex:
             if sparse is not None and sparse.indices
             else None
         )
-        if dense_v is not None and sparse_v is not None:
-            depth = max(limit * 5, 50)
-            result = self.client.query_points(
-                self.collection,
-                prefetch=[
-                    m.Prefetch(query=dense_v, using=DENSE, limit=depth, filter=flt),
-                    m.Prefetch(query=sparse_v, using=SPARSE, limit=depth, filter=flt),
-                ],
-                query=m.FusionQuery(fusion=m.Fusion.RRF),
-                limit=limit,
-                with_payload=True,
-            )
-        elif dense_v is not None or sparse_v is not None:
-            result = self.client.query_points(
-                self.collection,
-                query=dense_v if dense_v is not None else sparse_v,
-                using=DENSE if dense_v is not None else SPARSE,
-                query_filter=flt,
-                limit=limit,
-                with_payload=True,
-            )
-        else:
+        if dense_v is None and sparse_v is None:
             return []
-        return [Found(str(p.id), float(p.score), dict(p.payload or {})) for p in result.points]
+        if dense_v is None or sparse_v is None:
+            using, name = (DENSE, "dense") if dense_v is not None else (SPARSE, "lexical")
+            result = self.client.query_points(
+                self.collection, query=dense_v if dense_v is not None else sparse_v, using=using,
+                query_filter=flt, limit=limit, with_payload=True,
+            )
+            return [Found(str(p.id), float(p.score), dict(p.payload or {}), (name,)) for p in result.points]
+        depth = max(FUSION.depth, limit)
+        fused = m.QueryRequest(
+            prefetch=[
+                m.Prefetch(query=dense_v, using=DENSE, limit=depth, filter=flt),
+                m.Prefetch(query=sparse_v, using=SPARSE, limit=depth, filter=flt),
+            ],
+            query=m.RrfQuery(rrf=m.Rrf(k=FUSION.k, weights=[FUSION.dense_weight, FUSION.sparse_weight])),
+            limit=limit,
+            with_payload=True,
+        )
+        each = [
+            m.QueryRequest(query=v, using=u, filter=flt, limit=depth, with_payload=False)
+            for v, u in ((dense_v, DENSE), (sparse_v, SPARSE))
+        ]
+        fused_r, dense_r, sparse_r = self.client.query_batch_points(self.collection, [fused, *each])
+        return _retrievers(fused_r.points, dense_r.points, sparse_r.points)
 
     def close(self) -> None:
         self.client.close()

@@ -2,31 +2,68 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from pipelines.embed import Embedder
-from pipelines.index import Index
+from pipelines.errors import PermanentError
+from pipelines.index import Index, Where
 from pipelines.lexical import Bm25Encoder
 from schemas.search import Mode, SearchHit, SearchRequest
 
-RETRIEVERS = {Mode.hybrid: ["dense", "lexical"], Mode.dense: ["dense"], Mode.lexical: ["lexical"]}
+GROUP_OVERFETCH = 5  # chunks fetched per requested document when grouping
 
 
-def search(index: Index, embedder: Embedder, bm25: Bm25Encoder, req: SearchRequest) -> list[SearchHit]:
+def _iso(d: datetime | None) -> str | None:
+    return d.isoformat() if d else None
+
+
+def where(req: SearchRequest) -> Where:
+    """The request's filters as one index filter (tenant included when given)."""
+    equals = dict(req.filters)
+    for name in ("tenant", "doc_id", "file_type"):
+        if getattr(req, name):
+            equals[name] = getattr(req, name)
+    if req.prefix:
+        equals["prefixes"] = req.prefix
+    ranges = {
+        f: (_iso(lo), _iso(hi))
+        for f, lo, hi in (
+            ("created_at", req.created_after, req.created_before),
+            ("updated_at", req.updated_after, req.updated_before),
+        )
+        if lo or hi
+    }
+    return Where(equals=equals, ranges=ranges)
+
+
+def search(
+    index: Index, embedder: Embedder, bm25: Bm25Encoder, req: SearchRequest, require_tenant: bool = False
+) -> list[SearchHit]:
+    if require_tenant and not (req.tenant or req.filters.get("tenant")):
+        raise PermanentError("a tenant is required: this sluice serves several tenants")
     dense = embedder.embed([req.q])[0] if req.mode in (Mode.hybrid, Mode.dense) else None
     sparse = bm25.query(req.q) if req.mode in (Mode.hybrid, Mode.lexical) else None
-    must = {k: v for k, v in {"tenant": req.tenant, "doc_id": req.doc_id}.items() if v}
-    found = index.query(dense, sparse, req.k, must or None)
-    return [
-        SearchHit(
-            doc_id=f.payload["doc_id"],
-            source=f.payload.get("source", ""),
-            key=f.payload.get("key", ""),
-            title=f.payload.get("title"),
-            section=f.payload.get("section"),
-            page=f.payload.get("page"),
-            position=f.payload.get("position", 0),
-            text=f.payload.get("text", ""),
-            score=f.score,
-            retrievers=RETRIEVERS[req.mode],
+    limit = req.k * GROUP_OVERFETCH if req.group_by_document else req.k
+    found = index.query(dense, sparse, limit, where(req))
+    hits: list[SearchHit] = []
+    seen: set[str] = set()
+    for f in found:
+        doc_id = f.payload["doc_id"]
+        if req.group_by_document and doc_id in seen:
+            continue
+        seen.add(doc_id)
+        hits.append(
+            SearchHit(
+                doc_id=doc_id,
+                source=f.payload.get("source", ""),
+                key=f.payload.get("key", ""),
+                title=f.payload.get("title"),
+                section=f.payload.get("section"),
+                page=f.payload.get("page"),
+                position=f.payload.get("position", 0),
+                text=f.payload.get("text", ""),
+                score=f.score,
+                retrievers=list(f.retrievers),
+            )
         )
-        for f in found
-    ]
+    return hits[: req.k]

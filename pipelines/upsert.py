@@ -25,6 +25,12 @@ class DocumentMeta:
     pii_counts: dict[str, int]
 
 
+def key_prefixes(key: str) -> list[str]:
+    """Every folder prefix of a key ("a/b/c.txt" -> ["a/", "a/b/"]), for prefix filters."""
+    parts = key.split("/")[:-1]
+    return ["/".join(parts[: i + 1]) + "/" for i in range(len(parts))]
+
+
 def _payload(chunk: Chunk, meta: DocumentMeta, now: str) -> dict[str, Any]:
     return {
         "doc_id": chunk.doc_id,
@@ -36,6 +42,7 @@ def _payload(chunk: Chunk, meta: DocumentMeta, now: str) -> dict[str, Any]:
         "page": chunk.page,
         "source": meta.source,
         "key": meta.key,
+        "prefixes": key_prefixes(meta.key),
         "tenant": meta.tenant,
         "file_type": meta.file_type,
         "doc_version": meta.version,

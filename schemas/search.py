@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from enum import Enum
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
+
+# Payload keyword fields a request may filter on (anything else is a 422).
+FILTERABLE = ("doc_id", "tenant", "source", "key", "file_type", "chunk_hash", "doc_version")
 
 
 class Mode(str, Enum):
@@ -14,11 +18,39 @@ class Mode(str, Enum):
 
 
 class SearchRequest(BaseModel):
-    q: str = Field(min_length=1, max_length=2000)
-    k: int = Field(default=10, ge=1, le=100)
+    q: str = Field(min_length=1, max_length=2000, description="What to look for.")
+    k: int = Field(default=10, ge=1, le=100, description="How many results.")
     mode: Mode = Mode.hybrid
     tenant: str | None = None
     doc_id: str | None = None
+    file_type: str | None = Field(default=None, description="Extension without dot, e.g. pdf.")
+    prefix: str | None = Field(default=None, description="Folder prefix of the document key, e.g. reports/2024/.")
+    created_after: datetime | None = None
+    created_before: datetime | None = None
+    updated_after: datetime | None = None
+    updated_before: datetime | None = None
+    filters: dict[str, str] = Field(default_factory=dict, description="Any payload keyword field -> value.")
+    group_by_document: bool = Field(default=False, description="Best chunk per document only.")
+
+    @field_validator("q")
+    @classmethod
+    def _not_blank(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError("query must not be blank")
+        return v
+
+    @field_validator("filters")
+    @classmethod
+    def _known_fields(cls, v: dict[str, str]) -> dict[str, str]:
+        unknown = sorted(set(v) - set(FILTERABLE))
+        if unknown:
+            raise ValueError(f"unknown filter field(s) {unknown}; filterable: {list(FILTERABLE)}")
+        return v
+
+    @field_validator("prefix")
+    @classmethod
+    def _folder_prefix(cls, v: str | None) -> str | None:
+        return v if v is None or v.endswith("/") else v + "/"
 
 
 class SearchHit(BaseModel):

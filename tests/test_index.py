@@ -23,12 +23,13 @@ def index(request, tmp_path):
     idx.close()
 
 
-def ingest(index, chunker, embedder, bm25, doc_id, paragraphs, tenant="default"):
+def ingest(index, chunker, embedder, bm25, doc_id, paragraphs, tenant="default", key=None, file_type="txt"):
     doc = RedactedDocument(file_type="txt", elements=[Element(text=t, section=str(i)) for i, t in enumerate(paragraphs)])
     chunks = chunker.chunk(doc_id, doc)
     p = plan(chunks, index.chunk_hashes(doc_id))
     vectors = embedder.embed([chunks[i].text for i in p.embed])
-    meta = DocumentMeta(source="folder:/x", key=f"{doc_id}.txt", tenant=tenant, file_type="txt", version=doc_id, pii_counts={})
+    key = key or f"{doc_id}.txt"
+    meta = DocumentMeta(source="folder:/x", key=key, tenant=tenant, file_type=file_type, version=doc_id, pii_counts={})
     apply_plan(index, chunks, p, vectors, bm25, meta)
     return p
 
@@ -74,3 +75,36 @@ def test_edge_index_survives_restart(tmp_path, chunker, embedder, bm25):
     idx = EdgeIndex(tmp_path / "e")
     assert idx.count() == 2 and set(idx.chunk_hashes("water"))
     idx.close()
+
+
+def test_prefix_type_date_filters_retrievers_and_grouping(index, chunker, embedder, bm25):
+    from datetime import datetime, timedelta, timezone
+
+    from pipelines.errors import PermanentError
+
+    ingest(index, chunker, embedder, bm25, "orders", TEXTS["orders"], key="support/2024/orders.txt")
+    ingest(index, chunker, embedder, bm25, "water", TEXTS["water"], key="manuals/water.md", file_type="md")
+    query = "ORD-2024-8821 pump sand filters"
+    assert {h.doc_id for h in ask(index, embedder, bm25, query, Mode.hybrid, prefix="support/2024")} == {"orders"}
+    assert {h.doc_id for h in ask(index, embedder, bm25, query, Mode.hybrid, prefix="support/20")} == set()
+    assert {h.doc_id for h in ask(index, embedder, bm25, query, Mode.dense, file_type="md")} == {"water"}
+    now = datetime.now(timezone.utc)
+    assert ask(index, embedder, bm25, query, Mode.hybrid, created_after=now + timedelta(hours=1)) == []
+    assert len(ask(index, embedder, bm25, query, Mode.hybrid, updated_after=now - timedelta(hours=1))) == 3
+
+    top = ask(index, embedder, bm25, "ORD-2024-8821", Mode.hybrid)[0]
+    assert top.doc_id == "orders" and top.retrievers == ["dense", "lexical"]
+    assert ask(index, embedder, bm25, "ORD-2024-8821", Mode.lexical)[0].retrievers == ["lexical"]
+
+    grouped = search(index, embedder, bm25, SearchRequest(q="pump courier filters", k=5, group_by_document=True))
+    assert sorted(h.doc_id for h in grouped) == ["orders", "water"]
+    with pytest.raises(PermanentError, match="tenant is required"):
+        search(index, embedder, bm25, SearchRequest(q="pump"), require_tenant=True)
+
+
+def test_request_validation():
+    from pydantic import ValidationError
+
+    for bad in ({"q": ""}, {"q": "   "}, {"q": "x", "k": 0}, {"q": "x", "k": 101}, {"q": "x", "filters": {"secret": "1"}}):
+        with pytest.raises(ValidationError):
+            SearchRequest(**bad)
