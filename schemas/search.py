@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from enum import Enum
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 # Payload keyword fields a request may filter on (anything else is a 422).
 FILTERABLE = ("doc_id", "tenant", "source", "key", "file_type", "chunk_hash", "doc_version")
@@ -18,6 +18,8 @@ class Mode(str, Enum):
 
 
 class SearchRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # a misspelt filter must fail loudly, not match everything
+
     q: str = Field(min_length=1, max_length=2000, description="What to look for.")
     k: int = Field(default=10, ge=1, le=100, description="How many results.")
     mode: Mode = Mode.hybrid

@@ -1,55 +1,131 @@
-"""HTTP API. It holds no index: searches go to the query worker over Celery."""
+"""HTTP API. It holds no index: searches and document look-ups go to the query worker over Celery."""
 
 from __future__ import annotations
 
-from typing import Annotated
+import time
+from datetime import datetime
+from typing import Annotated, Any
 
-from fastapi import FastAPI, HTTPException, Query
+from fastapi import FastAPI, HTTPException, Query, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import ValidationError
 
+from pipelines.errors import PermanentError
 from schemas.search import Mode, SearchRequest, SearchResponse
 from workers import client
 from workers.config import settings
+from workers.webhooks import webhook_router
+
+QUERY_TIMEOUT_S = 30.0
+SEARCH_PARAMS = set(SearchRequest.model_fields) - {"filters"} | {"filter"}
+
+
+def _validated(fields: dict[str, Any]) -> SearchRequest:
+    """Build a request; pydantic's errors become the same 422 FastAPI gives for bad parameters."""
+    try:
+        req = SearchRequest(**fields)
+    except ValidationError as exc:
+        raise RequestValidationError(exc.errors(include_url=False, include_context=False)) from exc
+    if settings().tenants and not req.tenant:
+        raise RequestValidationError([{"loc": ["query", "tenant"], "msg": "tenant is required", "type": "missing"}])
+    if req.tenant and settings().tenants and req.tenant not in settings().tenants:
+        raise RequestValidationError([{"loc": ["query", "tenant"], "msg": "unknown tenant", "type": "value_error"}])
+    return req
+
+
+def _ask(task: Any, args: tuple[Any, ...], argsrepr: str | None = None) -> Any:
+    try:
+        return task.apply_async(args, argsrepr=argsrepr).get(timeout=QUERY_TIMEOUT_S)
+    except PermanentError as exc:
+        raise HTTPException(422, str(exc)) from exc
+    except Exception as exc:
+        raise HTTPException(503, f"query worker unavailable: {type(exc).__name__}") from exc
 
 
 def create_app() -> FastAPI:
+    from workers import tasks
+
     api = FastAPI(title="sluice", version="0.1.0", description="Search what sluice has indexed.")
     state = client.connect(settings())
+    api.include_router(webhook_router(state, settings()))  # POST /webhooks/reindex, /webhooks/s3
 
     @api.get("/healthz")
     def healthz() -> dict[str, str]:
+        """The API process is alive."""
         return {"status": "ok"}
 
     @api.get("/readyz")
     def readyz() -> JSONResponse:
+        """Redis and the index (through the query worker) both answer."""
+        checks: dict[str, Any] = {}
         try:
             state.r.ping()
+            checks["redis"] = "ok"
         except Exception as exc:
-            return JSONResponse({"status": "unavailable", "redis": str(exc)}, status_code=503)
-        return JSONResponse({"status": "ready", "redis": "ok"})
+            checks["redis"] = f"unreachable: {type(exc).__name__}"
+        try:
+            checks["index"] = tasks.ping.apply_async().get(timeout=5)
+        except Exception as exc:
+            checks["index"] = f"unreachable: {type(exc).__name__}"
+        ready = checks["redis"] == "ok" and isinstance(checks["index"], dict)
+        return JSONResponse({"status": "ready" if ready else "unavailable", **checks}, status_code=200 if ready else 503)
 
     def run(req: SearchRequest) -> SearchResponse:
-        import time
-
         started = time.perf_counter()
-        try:
-            hits = client.search(req, timeout_s=30)
-        except Exception as exc:
-            raise HTTPException(503, f"query worker unavailable: {type(exc).__name__}") from exc
-        return SearchResponse(query=req.q, mode=req.mode, hits=hits, took_ms=(time.perf_counter() - started) * 1e3)
+        raw = _ask(tasks.search, (req.model_dump(mode="json"),), argsrepr="(<query>)")
+        took = (time.perf_counter() - started) * 1e3
+        return SearchResponse(query=req.q, mode=req.mode, hits=raw, took_ms=took)
 
     @api.get("/search", response_model=SearchResponse)
     def search_get(
-        q: Annotated[str, Query(min_length=1, max_length=2000)],
-        k: Annotated[int, Query(ge=1, le=100)] = 10,
+        request: Request,
+        q: Annotated[str, Query(description="What to look for.")],
+        k: int = 10,
         mode: Mode = Mode.hybrid,
         tenant: str | None = None,
         doc_id: str | None = None,
+        file_type: str | None = None,
+        prefix: str | None = None,
+        created_after: datetime | None = None,
+        created_before: datetime | None = None,
+        updated_after: datetime | None = None,
+        updated_before: datetime | None = None,
+        group_by_document: bool = False,
+        filter: Annotated[list[str], Query(description="field:value, repeatable")] = [],  # noqa: B006
     ) -> SearchResponse:
-        return run(SearchRequest(q=q, k=k, mode=mode, tenant=tenant, doc_id=doc_id))
+        unknown = sorted(set(request.query_params) - SEARCH_PARAMS)
+        if unknown:
+            raise RequestValidationError(
+                [{"loc": ["query", u], "msg": "unknown parameter", "type": "extra_forbidden"} for u in unknown]
+            )
+        pairs = [f.split(":", 1) for f in filter]
+        if any(len(p) != 2 for p in pairs):
+            raise RequestValidationError([{"loc": ["query", "filter"], "msg": "use field:value", "type": "value_error"}])
+        fields = {k_: v for k_, v in locals().items() if k_ in SearchRequest.model_fields and v is not None}
+        return run(_validated({**fields, "filters": dict(pairs)}))
 
     @api.post("/search", response_model=SearchResponse)
-    def search_post(req: SearchRequest) -> SearchResponse:
-        return run(req)
+    def search_post(body: dict[str, Any]) -> SearchResponse:
+        return run(_validated(body))
+
+    @api.get("/documents/{doc_id}")
+    def get_document(doc_id: str, tenant: str | None = None) -> dict[str, Any]:
+        """Metadata, chunk list and pipeline status of one document."""
+        status = state.document(doc_id)
+        chunks = _ask(tasks.document, (doc_id,))
+        if not status and not chunks:
+            raise HTTPException(404, f"no document {doc_id}")
+        owner = chunks[0].get("tenant") if chunks else status.get("tenant")
+        if settings().tenants and owner != tenant:
+            raise HTTPException(404, f"no document {doc_id}")  # never confirm another tenant's document
+        return {
+            "doc_id": doc_id,
+            "status": status,
+            "chunks": [
+                {k: c.get(k) for k in ("position", "chunk_hash", "section", "page", "text", "updated_at")}
+                for c in chunks
+            ],
+        }
 
     return api

@@ -23,6 +23,8 @@ STAGE_QUEUES = {
     "manifest": "index",
     "texts": "index",
     "search": "query",
+    "document": "query",
+    "ping": "query",
 }
 PIPELINE_QUEUES = ("parse", "redact", "chunk", "embed")
 QUERY_QUEUES = ("index", "query")

@@ -234,8 +234,21 @@ def search(request: dict[str, Any]) -> list[dict[str, Any]]:
     from pipelines.search import search as run_search
 
     req = SearchRequest.model_validate(request)
-    hits = run_search(resources.index(), resources.embedder(), resources.bm25(), req)
+    tenants = settings().tenants
+    hits = run_search(resources.index(), resources.embedder(), resources.bm25(), req, require_tenant=bool(tenants))
     return [h.model_dump() for h in hits]
+
+
+@app.task(name="sluice.document")
+def document(doc_id: str) -> list[dict[str, Any]]:
+    """The indexed chunks of one document, in order (payloads without vectors)."""
+    return sorted(resources.index().payloads({"doc_id": doc_id}), key=lambda p: p["position"])
+
+
+@app.task(name="sluice.ping")
+def ping() -> dict[str, int]:
+    """Proves the query worker and its index answer; returns the number of indexed chunks."""
+    return {"chunks": resources.index().count()}
 
 
 @app.task(name="sluice.texts")
