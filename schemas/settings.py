@@ -24,7 +24,9 @@ class Settings(BaseSettings):
 
     # Secret key for keyed PII pseudonyms. The default is only safe for a laptop.
     pseudonym_secret: SecretStr = SecretStr("sluice-local-development-key")
-    tenant: str = "default"
+    tenant: str = "default"  # tenant of documents this process ingests
+    # When set, every search must name one of these tenants (multi-tenant mode).
+    tenants: list[str] = Field(default_factory=list)
 
     # Bounds: admission control at every ingress.
     max_in_flight: int = 256  # documents between ingress and done
@@ -49,6 +51,16 @@ class Settings(BaseSettings):
 
     # Artifacts (parsed / redacted / chunked payloads) live this long in Redis.
     artifact_ttl_s: int = 24 * 3600
+
+    # Webhooks and S3-compatible buckets (workers/webhooks.py, workers/s3.py).
+    # No webhook secret: the webhook endpoints refuse everything with 503.
+    webhook_secret: SecretStr | None = None
+    webhook_max_body_bytes: int = 1024 * 1024
+    s3_endpoint_url: str | None = None  # MinIO / moto / other S3-compatible; unset: AWS
+    s3_region: str = "us-east-1"
+    s3_access_key_id: SecretStr | None = None  # unset: boto3's usual chain (env, profile, role)
+    s3_secret_access_key: SecretStr | None = None
+    s3_poll_interval_s: float = 10.0
 
     @property
     def index_path(self) -> Path:
