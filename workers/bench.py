@@ -110,3 +110,151 @@ def bench_ingest(beir: Path, limit: int | None = None) -> dict[str, Any]:
         "reingest_to_first_ratio": round(again.elapsed_s / first.elapsed_s, 4),
         "peak_rss_mb": round(rss.peak / 2**20),
     }
+
+
+def synthetic_texts(n: int, seed: int = 7) -> list[str]:
+    """Deterministic pseudo-English chunks (~25 words) over a 5,000-word vocabulary."""
+    import random
+
+    rng = random.Random(seed)
+    syllables = ["ka", "lo", "mi", "ren", "tu", "sa", "vor", "el", "dan", "qui", "pe", "ros", "tha", "gil", "mun", "ek"]
+    vocab = sorted({"".join(rng.choice(syllables) for _ in range(rng.randint(2, 4))) for _ in range(6000)})[:5000]
+    weights = [1 / (i + 1) for i in range(len(vocab))]  # Zipf-like, as in real text
+    return [" ".join(rng.choices(vocab, weights, k=25)).capitalize() + "." for _ in range(n)]
+
+
+def build_query_index(path: Path, n: int) -> None:
+    """An Edge shard of n chunks with real vectors and BM25, HNSW built; reused when present."""
+    from pipelines.embed import Embedder
+    from pipelines.index import EdgeIndex, IndexPoint
+    from pipelines.lexical import Bm25Encoder
+
+    if (path / ".complete").exists():
+        return
+    import shutil
+
+    shutil.rmtree(path, ignore_errors=True)
+    index, embedder, bm25 = EdgeIndex(path), Embedder(batch_size=64), Bm25Encoder()
+    texts = synthetic_texts(n)
+    now = "2026-01-01T00:00:00+00:00"
+    for start in range(0, n, 2048):
+        batch = texts[start : start + 2048]
+        vectors = embedder.embed(batch)
+        index.upsert(
+            [
+                IndexPoint(
+                    f"doc{(start + i) // 4}", f"h{start + i}", v, bm25.document(t),
+                    {"doc_id": f"doc{(start + i) // 4}", "chunk_hash": f"h{start + i}", "position": (start + i) % 4,
+                     "text": t, "source": "bench", "key": f"d/{(start + i) // 4}.txt", "tenant": f"t{i % 4}",
+                     "file_type": "txt", "created_at": now, "updated_at": now, "prefixes": ["d/"]},
+                )
+                for i, (t, v) in enumerate(zip(batch, vectors))
+            ]
+        )
+    index.shard.optimize()
+    index.close()
+    (path / ".complete").write_text(str(n))
+
+
+def _percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return round(ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))], 2)
+
+
+def bench_query(chunks: int = 100_000, queries: int = 200, cache: Path = Path(".sluice")) -> dict[str, Any]:
+    import random
+    from concurrent.futures import ThreadPoolExecutor
+
+    import httpx
+
+    from schemas.search import SearchRequest
+    from workers import client
+    from workers.config import settings
+    from workers.embedded_redis import free_port
+    from workers.local import LocalSluice
+
+    root = (cache / f"bench-query-{chunks}").resolve()
+    build_query_index(root / "data" / "qdrant-edge", chunks)
+    rng = random.Random(1)
+    texts = synthetic_texts(chunks)
+    asks = [" ".join(rng.sample(rng.choice(texts).rstrip(".").split(), 4)) for _ in range(queries)]
+    local = LocalSluice(root)
+    port = free_port()
+    try:
+        local.start_workers(concurrency=1)
+        local.start("api", "api", "--port", str(port))
+        base = f"http://127.0.0.1:{port}"
+        st = client.connect(settings())
+        http = httpx.Client(base_url=base, timeout=30)
+        for _ in range(100):
+            try:
+                if http.get("/readyz").status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+
+        def direct(q: str, mode: str = "hybrid", **kw: Any) -> float:
+            t = time.perf_counter()
+            client.search(SearchRequest(q=q, mode=mode, k=10, **kw))
+            return (time.perf_counter() - t) * 1e3
+
+        def via_api(q: str) -> float:
+            t = time.perf_counter()
+            http.get("/search", params={"q": q, "k": 10}).raise_for_status()
+            return (time.perf_counter() - t) * 1e3
+
+        for q in asks[:20]:  # warm-up: model, caches
+            direct(q)
+            via_api(q)
+        timing = {
+            "hybrid": [direct(q) for q in asks],
+            "dense": [direct(q, "dense") for q in asks],
+            "lexical": [direct(q, "lexical") for q in asks],
+            "filtered": [direct(q, tenant="t1", prefix="d/") for q in asks],
+            "api": [via_api(q) for q in asks],
+        }
+        started = time.perf_counter()
+        with ThreadPoolExecutor(8) as pool:
+            done = sum(1 for _ in pool.map(via_api, asks * 2))
+        qps = done / (time.perf_counter() - started)
+        freshness = _freshness(local.root, st, 10)
+    finally:
+        local.close()
+    return {
+        "chunks": chunks,
+        "hybrid_p50_ms": _percentile(timing["hybrid"], 50),
+        "hybrid_p95_ms": _percentile(timing["hybrid"], 95),
+        "dense_p95_ms": _percentile(timing["dense"], 95),
+        "lexical_p95_ms": _percentile(timing["lexical"], 95),
+        "filtered_hybrid_p95_ms": _percentile(timing["filtered"], 95),
+        "api_p95_ms": _percentile(timing["api"], 95),
+        "api_overhead_p95_ms": round(_percentile(timing["api"], 95) - _percentile(timing["hybrid"], 95), 2),
+        "freshness_p95_ms": _percentile(freshness, 95),
+        "qps_at_concurrency_8": round(qps, 1),
+    }
+
+
+def _freshness(root: Path, st: Any, n: int) -> list[float]:
+    """Milliseconds from an upsert finishing (event done) to the chunk being found by search."""
+    import uuid
+
+    from schemas.search import Mode, SearchRequest
+    from workers import client
+    from workers.config import settings
+
+    folder = root / "fresh"
+    folder.mkdir(exist_ok=True)
+    out = []
+    for i in range(n):
+        token = f"fresh{uuid.uuid4().hex[:10]}"
+        (folder / f"{token}.txt").write_text(f"Freshness probe {i} carries the marker {token}.")
+        events = client.events_for([folder / f"{token}.txt"], settings())
+        eid, _ = client.Ingress(st, settings()).submit(events[0])
+        while st.event_info(eid).get("status") != "done":
+            time.sleep(0.002)
+        finished = float(st.event_info(eid)["finished_at"])
+        while not client.search(SearchRequest(q=token, mode=Mode.lexical, k=1)):
+            time.sleep(0.002)
+        out.append((time.time() - finished) * 1e3)
+    return out
