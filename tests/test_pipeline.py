@@ -157,3 +157,19 @@ def test_every_real_world_file_is_indexed_or_dead_lettered(api):
     for f in report.failed:
         assert f["stage"] and len(f["error"]) > 8 and "internal error" not in f["error"], f
     assert report.indexed >= total // 2
+
+
+def test_parse_time_limit_dead_letters_instead_of_hanging(api, tmp_path, monkeypatch):
+    from workers import config
+
+    folder = tmp_path / "slow"
+    folder.mkdir()
+    (folder / "huge.txt").write_text("\n\n".join(f"Paragraph {i} is short but there are many." for i in range(20000)))
+    monkeypatch.setenv("SLUICE_PARSE_TIME_LIMIT_S", "1")
+    config.settings.cache_clear()
+    started = time.monotonic()
+    report = api.ingest(folder)
+    monkeypatch.undo()
+    config.settings.cache_clear()
+    assert report.failed == [{"path": "huge.txt", "stage": "parse", "error": "parse took longer than its time limit"}]
+    assert time.monotonic() - started < 30

@@ -33,7 +33,19 @@ ALL_QUEUES = PIPELINE_QUEUES + QUERY_QUEUES
 app = Celery("sluice", include=["workers.tasks"])
 
 
+def _forget_connections() -> None:
+    """Drop pooled broker connections and the cached result backend (the broker URL changed)."""
+    if app._pool is not None:
+        app._pool.force_close_all()
+        app._pool = None
+    app.amqp._producer_pool = None
+    app._backend_cache = None
+    app._local.__dict__.pop("backend", None)
+
+
 def configure(broker_url: str, s: Settings) -> Celery:
+    if app.conf.broker_url and app.conf.broker_url != broker_url:
+        _forget_connections()
     app.conf.update(
         broker_url=broker_url,
         result_backend=broker_url,

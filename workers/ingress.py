@@ -73,8 +73,11 @@ class Ingress:
         self.wait_for_room(timeout_s)
         self.st.reset_event(event)
         self.st.admit(event.event_id)
-        first = tasks.delete if event.action == Action.delete else tasks.parse
-        first.delay(event.event_id)
+        if event.action == Action.delete:
+            tasks.delete.delay(event.event_id)
+        else:  # the per-document parse limit: a pathological file fails, it never hangs a worker
+            limit = self.s.parse_time_limit_s
+            tasks.parse.apply_async((event.event_id,), soft_time_limit=limit, time_limit=limit + 15)
         return event.event_id, "queued"
 
 

@@ -26,6 +26,10 @@ def folder_path(source: str, key: str) -> Path:
 
 def read(source: str, key: str, max_bytes: int) -> bytes | None:
     """The object's bytes, or None when it no longer exists (a delete event will follow)."""
+    if source.startswith("s3://"):
+        from workers.s3 import read_object
+
+        return read_object(source, key, max_bytes)
     path = folder_path(source, key)
     try:
         size = path.stat().st_size

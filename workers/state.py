@@ -169,6 +169,74 @@ class State:
         if amount:
             self.r.incrby(f"{P}count:{name}", amount)
 
+    # -- webhooks, S3 objects and re-index jobs ------------------------------
+    def claim_delivery(self, delivery_id: str, digest: str, ttl_s: int) -> dict[str, Any] | None:
+        """None for a new delivery id (now claimed); otherwise what is stored for it."""
+        key = f"{P}delivery:{delivery_id}"
+        if self.r.set(key, json.dumps({"digest": digest}), nx=True, ex=ttl_s):
+            return None
+        raw = self.r.get(key)
+        return json.loads(raw) if raw else {"digest": digest}
+
+    def answer_delivery(self, delivery_id: str, answer: dict[str, Any], ttl_s: int) -> None:
+        self.r.set(f"{P}delivery:{delivery_id}", json.dumps(answer), ex=ttl_s)
+
+    def release_delivery(self, delivery_id: str) -> None:
+        """Forget a claimed delivery that was refused (e.g. 503), so the sender's retry runs."""
+        self.r.delete(f"{P}delivery:{delivery_id}")
+
+    def sequencer(self, doc_id: str) -> str | None:
+        raw = self.r.get(f"{P}s3seq:{doc_id}")
+        return raw.decode() if raw else None
+
+    def set_sequencer(self, doc_id: str, sequencer: str, ttl_s: int) -> None:
+        self.r.set(f"{P}s3seq:{doc_id}", sequencer, ex=ttl_s)
+
+    def object_digest(self, doc_id: str, etag: str) -> str | None:
+        """sha256 of an S3 object's bytes, if it was computed for this very ETag."""
+        raw = self.r.hget(f"{P}s3etag:{doc_id}", etag)
+        return raw.decode() if raw else None
+
+    def remember_digest(self, doc_id: str, etag: str, sha256: str) -> None:
+        key = f"{P}s3etag:{doc_id}"
+        self.r.pipeline().delete(key).hset(key, etag, sha256).execute()  # only the newest ETag
+
+    def put_job(self, job: dict[str, Any], ttl_s: int = 7 * 86400) -> None:
+        self.r.set(f"{P}job:{job['id']}", json.dumps(job), ex=ttl_s)
+        self.r.zadd(f"{P}jobs", {job["id"]: job["started_at"]})
+
+    def job(self, job_id: str) -> dict[str, Any] | None:
+        raw = self.r.get(f"{P}job:{job_id}")
+        if raw is None:
+            return None
+        return {**json.loads(raw), "cancel_requested": bool(self.r.exists(f"{P}job:{job_id}:cancel"))}
+
+    def jobs(self, limit: int = 10) -> list[dict[str, Any]]:
+        ids = [i.decode() for i in self.r.zrevrange(f"{P}jobs", 0, limit - 1)]
+        return [j for j in map(self.job, ids) if j]
+
+    def cancel_job(self, job_id: str) -> None:
+        self.r.set(f"{P}job:{job_id}:cancel", 1, ex=7 * 86400)
+
+    def claim_bulk(self, job_id: str, ttl_s: int) -> str | None:
+        """Hold the one bulk re-index slot (expires unless refreshed); returns the holder if taken."""
+        key = f"{P}bulk"
+        if self.r.set(key, job_id, nx=True, ex=ttl_s):
+            return None
+        holder = self.r.get(key)
+        if holder is None or holder.decode() == job_id:
+            self.r.set(key, job_id, ex=ttl_s)
+            return None
+        return holder.decode()
+
+    def bulk_job(self) -> str | None:
+        raw = self.r.get(f"{P}bulk")
+        return raw.decode() if raw else None
+
+    def release_bulk(self, job_id: str) -> None:
+        if self.bulk_job() == job_id:
+            self.r.delete(f"{P}bulk")
+
 
 def _str(fields: dict[str, Any]) -> dict[str, str]:
     return {k: v if isinstance(v, str) else json.dumps(v) for k, v in fields.items()}

@@ -65,10 +65,12 @@ def stage(name: str) -> Callable[[Callable[[State, Event], None]], Any]:
             st.progress(event_id, name)
             try:
                 body(st, event)
-            except PermanentError as exc:
-                return _fail(st, event_id, name, str(exc))
             except SoftTimeLimitExceeded:
                 return _fail(st, event_id, name, f"{name} took longer than its time limit")
+            except PermanentError as exc:
+                if isinstance(exc.__cause__, SoftTimeLimitExceeded):  # a parser wrapped the limit
+                    return _fail(st, event_id, name, f"{name} took longer than its time limit")
+                return _fail(st, event_id, name, str(exc))
             except TRANSIENT as exc:
                 if self.request.retries >= settings().max_retries:
                     return _fail(st, event_id, name, f"gave up after {self.request.retries} retries: {exc}")
