@@ -141,7 +141,7 @@ def _documents_from(payloads: Iterable[dict[str, Any]]) -> dict[str, dict[str, A
     for p in payloads:
         d = docs.setdefault(
             p["doc_id"],
-            {"key": p.get("key"), "source": p.get("source"), "version": p.get("doc_version"), "chunks": 0},
+            {k: p.get(k) for k in ("key", "source", "tenant")} | {"version": p.get("doc_version"), "chunks": 0},
         )
         d["chunks"] += 1
     return docs

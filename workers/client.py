@@ -33,7 +33,7 @@ def connect(s: Settings) -> State:
     return State.from_url(url, s.artifact_ttl_s)
 
 
-def manifest(source: str, timeout_s: float = 30.0) -> dict[str, dict[str, Any]]:
+def manifest(source: str | None, timeout_s: float = 30.0) -> dict[str, dict[str, Any]]:
     from workers import tasks
 
     try:

@@ -226,8 +226,8 @@ def delete(st: State, event: Event) -> None:
 
 
 @app.task(name="sluice.manifest")
-def manifest(source: str) -> dict[str, dict[str, Any]]:
-    """What the index holds for one source: {doc_id: {key, version, chunks}} (for reconciling)."""
+def manifest(source: str | None = None) -> dict[str, dict[str, Any]]:
+    """What the index holds for one source, or all: {doc_id: {key, source, tenant, version, chunks}}."""
     return resources.index().documents(source)
 
 

@@ -399,7 +399,7 @@ def _indexed_documents() -> dict[str, dict[str, Any]]:
     """Every indexed document, from the index itself (the query worker owns it)."""
     from workers import client
 
-    return client.manifest(None, timeout_s=120)  # type: ignore[arg-type]  # None lists every source
+    return client.manifest(None, timeout_s=120)  # None: every source
 
 
 def webhook_router(st: State, s: Settings, documents: Documents | None = None) -> APIRouter:
