@@ -1,0 +1,79 @@
+"""Transient failures retry with backoff; when retries run out the event is dead-lettered, not lost."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+
+from pipelines.errors import TransientError
+from schemas.events import Action, Event
+from workers.embedded_redis import EmbeddedRedis
+
+
+@pytest.fixture
+def eager(tmp_path, monkeypatch):
+    from workers import config, resources, tasks
+    from workers.app import app, configure
+
+    redis = EmbeddedRedis(tmp_path / "redis", persist=False).start()
+    monkeypatch.setenv("REDIS_URL", redis.url)
+    monkeypatch.setenv("SLUICE_MAX_RETRIES", "2")
+    monkeypatch.setenv("SLUICE_RETRY_BACKOFF_S", "0.01")
+    config.settings.cache_clear()
+    resources.state.cache_clear()
+    configure(redis.url, config.settings())
+    app.conf.task_always_eager = True
+    handed_on: list[str] = []
+    monkeypatch.setattr(tasks.redact, "delay", handed_on.append)
+    yield resources.state(), handed_on
+    app.conf.task_always_eager = False
+    resources.state.cache_clear()
+    config.settings.cache_clear()
+    redis.stop()
+
+
+def _event(st, tmp_path) -> Event:
+    path = tmp_path / "note.txt"
+    path.write_text("A note about otters.")
+    ev = Event(source=f"folder:{tmp_path}", key="note.txt", action=Action.create,
+               version=hashlib.sha256(path.read_bytes()).hexdigest())
+    st.reset_event(ev)
+    st.admit(ev.event_id)
+    return ev
+
+
+def test_transient_error_is_retried_and_then_succeeds(eager, tmp_path, monkeypatch):
+    from workers import sources, tasks
+
+    st, handed_on = eager
+    ev = _event(st, tmp_path)
+    real, calls = sources.read, []
+
+    def flaky(*args, **kwargs):
+        calls.append(1)
+        if len(calls) < 3:
+            raise TransientError("object store briefly unreachable")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(sources, "read", flaky)
+    tasks.parse.apply(args=(ev.event_id,))
+    assert len(calls) == 3 and handed_on == [ev.event_id]
+    assert st.dead_letters() == []
+
+
+def test_retries_run_out_into_the_dead_letter_store(eager, tmp_path, monkeypatch):
+    from workers import sources, tasks
+
+    st, handed_on = eager
+    ev = _event(st, tmp_path)
+
+    def down(*_args, **_kwargs):
+        raise ConnectionError("connection refused")
+
+    monkeypatch.setattr(sources, "read", down)
+    tasks.parse.apply(args=(ev.event_id,))
+    assert handed_on == []
+    (letter,) = st.dead_letters()
+    assert letter["stage"] == "parse" and letter["error"] == "gave up after 2 retries: connection refused"
+    assert st.event_info(ev.event_id)["status"] == "failed" and st.in_flight() == 0
