@@ -35,6 +35,7 @@ class _Piece:
     tokens: int
     section: str | None
     page: int | None
+    heading: bool = False
 
 
 class Chunker:
@@ -68,7 +69,7 @@ class Chunker:
             if not text:
                 continue
             if tokens <= self.max_tokens:
-                yield _Piece(text, tokens, element.section, element.page)
+                yield _Piece(text, tokens, element.section, element.page, element.kind == "title")
             else:
                 for part in self._split(text):
                     yield _Piece(part, self.max_tokens, element.section, element.page)
@@ -77,14 +78,21 @@ class Chunker:
         buf: list[_Piece] = []
         used = 0
         for piece in pieces:
-            boundary = buf and (piece.section != buf[0].section or piece.page != buf[0].page)
-            if buf and (boundary or used + piece.tokens + 1 > self.max_tokens):
-                yield "\n".join(p.text for p in buf), buf[0].section, buf[0].page
+            boundary = buf and (piece.section != buf[-1].section or piece.page != buf[-1].page)
+            only_headings = all(p.heading for p in buf)  # headings stay with the text they introduce
+            if buf and ((boundary and not only_headings) or used + piece.tokens + 1 > self.max_tokens):
+                yield self._joined(buf)
                 buf, used = [], 0
             buf.append(piece)
             used += piece.tokens + 1
         if buf:
-            yield "\n".join(p.text for p in buf), buf[0].section, buf[0].page
+            yield self._joined(buf)
+
+    @staticmethod
+    def _joined(buf: list[_Piece]) -> tuple[str, str | None, int | None]:
+        """Chunk text plus the section and page of its first non-heading piece."""
+        body = next((p for p in buf if not p.heading), buf[-1])
+        return "\n".join(p.text for p in buf), body.section, body.page
 
     def _split(self, text: str) -> Iterator[str]:
         """Split an over-long paragraph: whole sentences where they fit, token windows otherwise."""

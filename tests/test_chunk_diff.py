@@ -52,3 +52,21 @@ def test_plan_embeds_only_new_and_deletes_vanished(chunker):
     assert p.delete == [before[1].hash]
     assert plan(after, [c.hash for c in after]).embed == []
     assert plan(after, [c.hash for c in after], force=True).embed == [0, 1, 2]
+
+
+def test_headings_stay_with_the_text_they_introduce(chunker):
+    chunks = chunker.chunk(
+        "d1",
+        doc(
+            Element(text="Handbook", kind="title", section="Handbook"),
+            Element(text="Filtration", kind="title", section="Filtration"),
+            Element(text="Sand beds are backwashed daily.", section="Filtration"),
+            Element(text="Disinfection", kind="title", section="Disinfection"),
+            Element(text="Chlorine is dosed last.", section="Disinfection"),
+        ),
+    )
+    assert [c.text for c in chunks] == [
+        "Handbook\nFiltration\nSand beds are backwashed daily.",
+        "Disinfection\nChlorine is dosed last.",
+    ]
+    assert [c.section for c in chunks] == ["Filtration", "Disinfection"]

@@ -36,7 +36,7 @@ def _validated(fields: dict[str, Any]) -> SearchRequest:
 
 def _ask(task: Any, args: tuple[Any, ...], argsrepr: str | None = None) -> Any:
     try:
-        return task.apply_async(args, argsrepr=argsrepr).get(timeout=QUERY_TIMEOUT_S)
+        return client.ask(task, args, QUERY_TIMEOUT_S, argsrepr)
     except PermanentError as exc:
         raise HTTPException(422, str(exc)) from exc
     except Exception as exc:

@@ -41,6 +41,7 @@ def _forget_connections() -> None:
     app.amqp._producer_pool = None
     app._backend_cache = None
     app._local.__dict__.pop("backend", None)
+    app.__dict__.pop("control", None)  # its mailbox holds on to the old producer pool
 
 
 def configure(broker_url: str, s: Settings) -> Celery:

@@ -11,6 +11,7 @@ from typing import Annotated, Optional
 import typer
 
 from pipelines import runtime  # noqa: F401  (offline switches first)
+from schemas.search import Mode
 from workers import config
 
 app = typer.Typer(help="sluice: event-driven document ingestion and search.", no_args_is_help=True)
@@ -18,6 +19,8 @@ eval_app = typer.Typer(help="Measure quality.", no_args_is_help=True)
 bench_app = typer.Typer(help="Measure speed (prints JSON).", no_args_is_help=True)
 app.add_typer(eval_app, name="eval")
 app.add_typer(bench_app, name="bench")
+reindex_app = typer.Typer(help="Bulk re-index jobs started by POST /webhooks/reindex.", no_args_is_help=True)
+app.add_typer(reindex_app, name="reindex")
 
 
 def _settings(**overrides: object):  # type: ignore[no-untyped-def]
@@ -87,8 +90,8 @@ def query_worker(
 
 
 @app.command()
-def watch(directory: Annotated[Path, typer.Argument(help="Folder to watch.")]) -> None:
-    """Watch a folder: reconcile it with the index, then follow its changes."""
+def watch(directory: Annotated[str, typer.Argument(help="Folder, or s3://bucket/prefix, to watch.")]) -> None:
+    """Watch a folder or an S3 bucket prefix: reconcile it with the index, then follow its changes."""
     import logging
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -98,7 +101,13 @@ def watch(directory: Annotated[Path, typer.Argument(help="Folder to watch.")]) -
 
     st = _connect()
     s = config.settings()
-    w = FolderWatcher(directory, Ingress(st, s), s.tenant, s.settle_seconds, s.poll_interval_s)
+    if directory.startswith("s3://"):  # polls ListObjectsV2; see workers/s3.py
+        from workers.s3 import S3Watcher
+
+        bucket = S3Watcher(directory, Ingress(st, s), s.tenant, s.s3_poll_interval_s, s)
+        typer.echo(f"watching {directory}")
+        return bucket.run(manifest(bucket.source, timeout_s=300))
+    w = FolderWatcher(Path(directory), Ingress(st, s), s.tenant, s.settle_seconds, s.poll_interval_s, manifest)
     typer.echo(f"watching {w.root}")
     w.run(manifest(w.source, timeout_s=300))
 
@@ -156,6 +165,24 @@ def ingest(
         typer.echo(f"queued {len(events)} events")
 
 
+_JSON_FIELDS = ("stages", "pii_counts", "chunks", "chunks_embedded", "chunks_reused", "chunks_deleted", "deleted",
+                "updated_at")
+
+
+def _document_status(st, doc_id: str) -> dict[str, object]:  # type: ignore[no-untyped-def]
+    """One document as a person reads it: content hash, stages, chunks and its last event."""
+    doc: dict[str, object] = {k: json.loads(v) if k in _JSON_FIELDS else v for k, v in st.document(doc_id).items()}
+    out: dict[str, object] = {"doc_id": doc_id, "key": doc.pop("key", None), "content_hash": st.indexed_version(doc_id)}
+    out.update(doc)
+    last = doc.get("last_event")
+    if last:
+        info = st.event_info(str(last))
+        action = json.loads(info["event"]).get("action") if "event" in info else None
+        out["last_event"] = {"event_id": last, "action": action, "status": info.get("status", "expired"),
+                             "stage": info.get("stage"), "error": info.get("error") or None}
+    return out
+
+
 @app.command()
 def status(doc: Annotated[Optional[str], typer.Argument(help="Document id (prefix) or path.")] = None) -> None:
     """Queue depths, in-flight events, dead letters; or one document's state."""
@@ -168,7 +195,7 @@ def status(doc: Annotated[Optional[str], typer.Argument(help="Document id (prefi
             typer.echo(f"no document matches {doc!r}", err=True)
             raise typer.Exit(1)
         for doc_id in matches:
-            typer.echo(json.dumps({"doc_id": doc_id, **st.document(doc_id)}, indent=2))
+            typer.echo(json.dumps(_document_status(st, doc_id), indent=2))
         return
     out = {
         "queues": {q: st.queue_depth(q) for q in ALL_QUEUES},
@@ -184,21 +211,63 @@ def status(doc: Annotated[Optional[str], typer.Argument(help="Document id (prefi
 def search(
     query: Annotated[str, typer.Argument(help="What to look for.")],
     k: Annotated[int, typer.Option(min=1, max=100)] = 10,
-    mode: Annotated[str, typer.Option(help="hybrid | dense | lexical")] = "hybrid",
+    mode: Annotated[Mode, typer.Option(help="How to match.")] = Mode.hybrid,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Search the index through the query worker."""
+    from celery.exceptions import TimeoutError as NoAnswer
+
     from schemas.search import SearchRequest
     from workers.client import search as run_search
 
     _connect()
-    hits = run_search(SearchRequest(q=query, k=k, mode=mode))
+    try:
+        hits = run_search(SearchRequest(q=query, k=k, mode=mode))
+    except NoAnswer:
+        hits = None  # leave the except block first: the pending result is cleaned up while Redis is still there
+    if hits is None:
+        typer.echo("the query worker did not answer within 30s: is `sluice query-worker` running?", err=True)
+        raise typer.Exit(2)
     if as_json:
         typer.echo(json.dumps([h.model_dump() for h in hits]))
         return
     for i, h in enumerate(hits, 1):
         where = h.key + (f" p.{h.page}" if h.page else "") + (f" § {h.section}" if h.section else "")
         typer.echo(f"{i:2}. {h.score:.4f}  {where}  [{h.doc_id[:12]}]\n    {h.text[:200]!s}")
+
+
+@reindex_app.command("status")
+def reindex_status(job: Annotated[Optional[str], typer.Argument(help="Job id; default: recent jobs.")] = None) -> None:
+    """Progress of bulk re-index jobs (total, submitted, outcomes, errors)."""
+    from workers.webhooks import job_view
+
+    st = _connect()
+    found = [j for j in [st.job(job)] if j] if job else st.jobs()
+    if job and not found:
+        typer.echo(f"no re-index job {job}", err=True)
+        raise typer.Exit(1)
+    typer.echo(json.dumps([job_view(j) for j in found], indent=2))
+
+
+@reindex_app.command("cancel")
+def reindex_cancel(
+    job: Annotated[Optional[str], typer.Argument(help="Job id; default: the running job.")] = None,
+    wait: Annotated[float, typer.Option(help="Seconds to wait for the job to stop.")] = 30.0,
+) -> None:
+    """Stop a bulk re-index job; events already submitted finish normally."""
+    import time
+
+    st = _connect()
+    target = job or st.bulk_job()
+    if not target or st.job(target) is None:
+        typer.echo("no re-index job is running" if not job else f"no re-index job {job}", err=True)
+        raise typer.Exit(1)
+    st.cancel_job(target)
+    deadline = time.monotonic() + wait
+    while (st.job(target) or {}).get("finished_at") is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    info = st.job(target) or {}
+    typer.echo(f"re-index job {target}: {info.get('status')} after {info.get('submitted')} of {info.get('total')}")
 
 
 @eval_app.command("pii")
@@ -212,6 +281,44 @@ def eval_pii(
 
     s = config.settings()
     result = evaluate(json.loads(presidio_json.read_text()), Redactor(s.pseudonym_secret.get_secret_value().encode()))
+    typer.echo(json.dumps(result) if as_json else json.dumps(result, indent=2))
+
+
+@eval_app.command("retrieval")
+def eval_retrieval(
+    beir: Annotated[Path, typer.Option(help="BEIR-layout folder (corpus.jsonl, queries.jsonl, qrels/test.tsv).")],
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+    limit_queries: Annotated[Optional[int], typer.Option(help="Only the first N judged queries.")] = None,
+) -> None:
+    """Ingest a BEIR corpus into a private sluice; nDCG@10, Recall@100, MRR@10 per mode and for rank-bm25."""
+    from workers.evaluate import evaluate_retrieval
+
+    result = evaluate_retrieval(beir, limit_queries)
+    typer.echo(json.dumps(result) if as_json else json.dumps(result, indent=2))
+
+
+@bench_app.command("query")
+def bench_query(
+    chunks: Annotated[int, typer.Option(help="Index size (built once under .sluice/, then reused).")] = 100_000,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Search latency through the query worker and the HTTP API, freshness and throughput."""
+    from workers.bench import bench_query as run
+
+    result = run(chunks)
+    typer.echo(json.dumps(result) if as_json else json.dumps(result, indent=2))
+
+
+@bench_app.command("burst")
+def bench_burst(
+    files: Annotated[int, typer.Option(help="Small files dropped at once.")] = 5000,
+    bound: Annotated[int, typer.Option(help="max_in_flight and max_queue_depth for the run.")] = 64,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """A burst of files: do the queues stay within their bounds? (peak depths, sampled every 10 ms)"""
+    from workers.bench import bench_burst as run
+
+    result = run(files, bound)
     typer.echo(json.dumps(result) if as_json else json.dumps(result, indent=2))
 
 

@@ -33,11 +33,23 @@ def connect(s: Settings) -> State:
     return State.from_url(url, s.artifact_ttl_s)
 
 
+def ask(task: Any, args: tuple[Any, ...] = (), timeout_s: float = 30.0, argsrepr: str | None = None) -> Any:
+    """Call a query-worker task and wait; a timed-out call leaves nothing pending behind."""
+    from celery.exceptions import TimeoutError as NoAnswer
+
+    result = task.apply_async(args, argsrepr=argsrepr)
+    try:
+        return result.get(timeout=timeout_s)
+    except NoAnswer:
+        result.backend.remove_pending_result(result)
+        raise
+
+
 def manifest(source: str | None, timeout_s: float = 30.0) -> dict[str, dict[str, Any]]:
     from workers import tasks
 
     try:
-        return tasks.manifest.apply_async((source,)).get(timeout=timeout_s)
+        return ask(tasks.manifest, (source,), timeout_s)
     except Exception as exc:
         raise NotRunning(f"the query worker did not answer within {timeout_s:.0f}s ({type(exc).__name__})") from exc
 
@@ -45,24 +57,29 @@ def manifest(source: str | None, timeout_s: float = 30.0) -> dict[str, dict[str,
 def search(req: SearchRequest, timeout_s: float = 30.0) -> list[SearchHit]:
     from workers import tasks
 
-    result = tasks.search.apply_async((req.model_dump(mode="json"),), argsrepr="(<query>)")
-    return [SearchHit.model_validate(h) for h in result.get(timeout=timeout_s)]
+    hits = ask(tasks.search, (req.model_dump(mode="json"),), timeout_s, argsrepr="(<query>)")
+    return [SearchHit.model_validate(h) for h in hits]
 
 
 def events_for(paths: list[Path], s: Settings) -> list[Event]:
-    """Events for files and folders named on the command line; a folder is reconciled whole."""
+    """Events for files and folders named on the command line; a folder is reconciled whole.
+
+    Anything inside the inbox keeps the watcher's source and keys, so the same
+    file is the same document however it arrives.
+    """
     events: list[Event] = []
     inbox = s.inbox.resolve()
     for raw in paths:
         path = raw.resolve()
         if not path.exists():
             raise FileNotFoundError(f"{raw}: no such file or folder")
+        folder = path if path.is_dir() else path.parent
+        root = inbox if path.is_relative_to(inbox) else folder
+        source = folder_source(root)
         if path.is_dir():
-            source = folder_source(path)
-            events.extend(folder_events(path, source, manifest(source), s.tenant))
-            continue
-        root = inbox if path.is_relative_to(inbox) else path.parent
-        events.extend(folder_events(root, folder_source(root), {}, s.tenant, [path]))
+            events.extend(folder_events(root, source, manifest(source), s.tenant, within=path))
+        else:
+            events.extend(folder_events(root, source, {}, s.tenant, paths=[path]))
     return events
 
 

@@ -57,12 +57,18 @@ class Ingress:
             pause = min(pause * 2, 0.5)
 
     def submit(self, event: Event, timeout_s: float | None = None) -> tuple[str, str]:
-        """Admit one event (waiting for room). Returns (event id, 'queued'|'unchanged'|'duplicate')."""
+        """Admit one event (waiting for room). Returns (event id, 'queued'|'unchanged'|'failed'|'duplicate')."""
         from workers import tasks
 
         known = self.st.event_info(event.event_id)
         if known and known.get("status") not in TERMINAL:
             return event.event_id, "duplicate"  # the same change, already on its way
+        failed = self.st.failure(event.doc_id)
+        if failed and failed["version"] == event.version and event.action != Action.delete and not event.force:
+            if not known:  # known to fail: not parsed again until the content changes or `force`
+                self.st.put_event(event)
+                self.st.finish(event.event_id, "failed", error=failed["error"], failed_stage=failed["stage"])
+            return event.event_id, "failed"
         indexed = self.st.indexed_version(event.doc_id)
         settled = indexed is None if event.action == Action.delete else indexed == event.version
         if settled and not event.force:
@@ -82,22 +88,32 @@ class Ingress:
 
 
 def folder_events(
-    root: Path, source: str, indexed: dict[str, dict], tenant: str, paths: Iterable[Path] | None = None
+    root: Path,
+    source: str,
+    indexed: dict[str, dict],
+    tenant: str,
+    paths: Iterable[Path] | None = None,
+    within: Path | None = None,
 ) -> Iterator[Event]:
-    """Events that bring the index in line with a folder: creates, modifies and deletes."""
+    """Events that bring the index in line with a folder (or its subfolder ``within``).
+
+    With ``paths`` only those files are looked at and nothing is deleted.
+    """
+    within = within or root
     seen: set[str] = set()
-    files = paths if paths is not None else (p for p in sorted(root.rglob("*")) if p.is_file())
+    files = paths if paths is not None else (p for p in sorted(within.rglob("*")) if p.is_file())
     for path in files:
         rel = path.relative_to(root)
         if ignored(rel):
             continue
-        key = rel.as_posix()
-        event = Event(source=source, key=key, action=Action.create, version=file_hash(path), tenant=tenant)
+        event = Event(source=source, key=rel.as_posix(), action=Action.create, version=file_hash(path), tenant=tenant)
         seen.add(event.doc_id)
         if event.doc_id in indexed:
             event = event.model_copy(update={"action": Action.modify})
         yield event
     if paths is None:
+        prefix = "" if within == root else within.relative_to(root).as_posix() + "/"
         for doc_id, info in indexed.items():
-            if doc_id not in seen and info.get("key"):
-                yield Event(source=source, key=info["key"], action=Action.delete, version="", tenant=tenant)
+            key = info.get("key") or ""
+            if doc_id not in seen and key.startswith(prefix) and key:
+                yield Event(source=source, key=key, action=Action.delete, version="", tenant=tenant)

@@ -121,12 +121,31 @@ class State:
         raw = self.r.get(f"{P}docver:{doc_id}")
         return raw.decode() if raw else None
 
-    def set_document(self, doc_id: str, version: str | None, **fields: Any) -> None:
-        if version is None:
-            self.r.delete(f"{P}docver:{doc_id}")
-        else:
-            self.r.set(f"{P}docver:{doc_id}", version)
-        self.r.hset(f"{P}doc:{doc_id}", mapping=_str({"updated_at": time.time(), **fields}))
+    def record_indexed(self, doc_id: str, version: str, **fields: Any) -> None:
+        """The document's current state replaces whatever was known before (no stale fields)."""
+        pipe = self.r.pipeline()
+        pipe.set(f"{P}docver:{doc_id}", version)
+        pipe.delete(f"{P}doc:{doc_id}", f"{P}failed:{doc_id}")
+        pipe.hset(f"{P}doc:{doc_id}", mapping=_str({"updated_at": time.time(), "content_hash": version, **fields}))
+        pipe.execute()
+
+    def record_deleted(self, doc_id: str, **fields: Any) -> None:
+        pipe = self.r.pipeline()
+        pipe.delete(f"{P}docver:{doc_id}", f"{P}doc:{doc_id}", f"{P}failed:{doc_id}")
+        pipe.hset(f"{P}doc:{doc_id}", mapping=_str({"updated_at": time.time(), "deleted": True, "chunks": 0, **fields}))
+        pipe.execute()
+
+    def record_failed(self, doc_id: str, version: str, stage: str, error: str, **fields: Any) -> None:
+        """Remember that this content fails, so it is not re-parsed until it changes (or is retried)."""
+        failure = {"version": version, "stage": stage, "error": error}
+        pipe = self.r.pipeline()
+        pipe.set(f"{P}failed:{doc_id}", json.dumps(failure))
+        pipe.hset(f"{P}doc:{doc_id}", mapping=_str({"updated_at": time.time(), "last_error": error, **fields}))
+        pipe.execute()
+
+    def failure(self, doc_id: str) -> dict[str, str] | None:
+        raw = self.r.get(f"{P}failed:{doc_id}")
+        return json.loads(raw) if raw else None
 
     def document(self, doc_id: str) -> dict[str, str]:
         return {k.decode(): v.decode() for k, v in self.r.hgetall(f"{P}doc:{doc_id}").items()}

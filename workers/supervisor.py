@@ -39,7 +39,21 @@ def _wait_for_http(url: str, procs: dict[str, subprocess.Popen[bytes]], timeout_
     raise RuntimeError(f"{url} did not answer within {timeout_s:.0f}s")
 
 
+def _interrupted(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def _signal_group(p: subprocess.Popen[bytes], sig: int) -> None:
+    try:
+        os.killpg(p.pid, sig)
+    except ProcessLookupError:  # already gone
+        pass
+
+
 def run_all(s: Settings, ingest_samples: bool = True) -> int:
+    # `kill`, systemd and `docker stop` send SIGTERM: stop as cleanly as on Ctrl-C. The children
+    # run in their own sessions, so nothing else would ever stop them.
+    signal.signal(signal.SIGTERM, _interrupted)
     data = s.data_dir.resolve()
     logs = data / "logs"
     logs.mkdir(parents=True, exist_ok=True)
@@ -88,14 +102,19 @@ def run_all(s: Settings, ingest_samples: bool = True) -> int:
         print("\nstopping ...", flush=True)
         return 0
     finally:
+        # A second Ctrl-C must not abandon the children half-way through stopping them.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         for p in procs.values():
             if p.poll() is None:
-                os.killpg(p.pid, signal.SIGTERM)
+                _signal_group(p, signal.SIGTERM)
+        deadline = time.monotonic() + 20  # one grace period for all, not 20 s each
         for p in procs.values():
             try:
-                p.wait(20)
+                p.wait(max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
-                os.killpg(p.pid, signal.SIGKILL)
+                _signal_group(p, signal.SIGKILL)
+                p.wait()
         (data / REDIS_URL_FILE).unlink(missing_ok=True)
         if embedded:
             embedded.stop()

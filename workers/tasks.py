@@ -23,7 +23,7 @@ from pipelines.errors import PermanentError, TransientError
 from pipelines.upsert import DocumentMeta, apply_plan
 from schemas.documents import Chunk, ChunkPlan, ParsedDocument, RedactedDocument
 from schemas.events import Event
-from schemas.search import SearchRequest
+from schemas.search import Mode, SearchRequest
 from workers import resources, sources
 from workers.app import app
 from workers.config import settings
@@ -89,8 +89,8 @@ def stage(name: str) -> Callable[[Callable[[State, Event], None]], Any]:
 def _fail(st: State, event_id: str, stage_name: str, reason: str) -> str:
     st.dead_letter(event_id, stage_name, reason)
     st.finish(event_id, "failed", error=reason, failed_stage=stage_name)
-    st.set_document(st.event(event_id).doc_id, st.indexed_version(st.event(event_id).doc_id),
-                    last_event=event_id, last_error=reason, key=st.event(event_id).key)
+    event = st.event(event_id)
+    st.record_failed(event.doc_id, event.version, stage_name, reason, last_event=event_id, key=event.key)
     st.drop_artifacts(event_id)
     return "failed"
 
@@ -196,7 +196,7 @@ def _upsert(st: State, event: Event, vectors_needed: bool, unchanged: bool) -> N
         "chunks_reused": len(chunk_plan.reuse),
         "chunks_deleted": len(chunk_plan.delete),
     }
-    st.set_document(
+    st.record_indexed(
         event.doc_id,
         event.version,
         key=event.key,
@@ -204,11 +204,13 @@ def _upsert(st: State, event: Event, vectors_needed: bool, unchanged: bool) -> N
         tenant=event.tenant,
         file_type=redacted.file_type,
         last_event=event.event_id,
-        last_error="",
         pii_counts=redacted.pii_counts,
         stages=["parse", "redact", "chunk", "diff"] + (["embed", "upsert"] if chunk_plan.embed else ["upsert"]),
         **counts,
     )
+    from workers import graph_tasks  # late: it imports this module
+
+    graph_tasks.after_upsert(st, event)  # keeps the chunks for the graph and summary follow-ups
     for name in ("chunks_embedded", "chunks_reused", "chunks_deleted"):
         st.add_counter(name, counts[name])
     st.finish(event.event_id, "unchanged" if unchanged else "done", **counts)
@@ -220,7 +222,10 @@ def delete(st: State, event: Event) -> None:
     index = resources.index()
     removed = index.count({"doc_id": event.doc_id})
     index.delete_document(event.doc_id)
-    st.set_document(event.doc_id, None, key=event.key, last_event=event.event_id, chunks=0, deleted=True)
+    st.record_deleted(event.doc_id, key=event.key, source=event.source, last_event=event.event_id)
+    from workers import graph_tasks
+
+    graph_tasks.after_delete(st, event)  # the graph and the summary forget the document
     st.add_counter("chunks_deleted", removed)
     st.finish(event.event_id, "deleted", chunks_deleted=removed)
 
@@ -236,6 +241,10 @@ def search(request: dict[str, Any]) -> list[dict[str, Any]]:
     from pipelines.search import search as run_search
 
     req = SearchRequest.model_validate(request)
+    if req.mode in (Mode.graph, Mode.mix):
+        from workers.graph_tasks import graph_search
+
+        return graph_search(req)
     tenants = settings().tenants
     hits = run_search(resources.index(), resources.embedder(), resources.bm25(), req, require_tenant=bool(tenants))
     return [h.model_dump() for h in hits]

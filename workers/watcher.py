@@ -11,7 +11,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
@@ -28,9 +30,15 @@ class _Collector(FileSystemEventHandler):
         self.lock = threading.Lock()
         self.changed: dict[Path, float] = {}
         self.deleted: set[Path] = set()
+        self.deleted_dirs: set[Path] = set()
 
     def on_any_event(self, event: FileSystemEvent) -> None:
         if event.is_directory:
+            # A folder moved out of the tree is reported as one directory delete,
+            # with no events for the files inside it.
+            if event.event_type == "deleted":
+                with self.lock:
+                    self.deleted_dirs.add(Path(str(event.src_path)))
             return
         now = time.monotonic()
         with self.lock:
@@ -44,7 +52,15 @@ class _Collector(FileSystemEventHandler):
 
 
 class FolderWatcher:
-    def __init__(self, root: Path, ingress: Ingress, tenant: str, settle_s: float, poll_s: float) -> None:
+    def __init__(
+        self,
+        root: Path,
+        ingress: Ingress,
+        tenant: str,
+        settle_s: float,
+        poll_s: float,
+        manifest: Callable[[str], dict[str, dict[str, Any]]] | None = None,
+    ) -> None:
         self.root = root.resolve()
         self.source = folder_source(self.root)
         self.ingress = ingress
@@ -54,6 +70,7 @@ class FolderWatcher:
         self.collector = _Collector()
         self._sizes: dict[Path, tuple[int, float]] = {}
         self.stop_event = threading.Event()
+        self.manifest = manifest  # what the index holds for a source; needed for folder deletes
 
     def reconcile(self, indexed: dict[str, dict]) -> int:
         n = 0
@@ -85,7 +102,10 @@ class FolderWatcher:
         now = time.monotonic()
         with c.lock:
             deleted, c.deleted = c.deleted, set()
+            dirs, c.deleted_dirs = c.deleted_dirs, set()
             due = [p for p, t in c.changed.items() if now - t >= self.settle_s]
+        if dirs:
+            deleted |= self._indexed_under(dirs)
         for path in deleted:
             if not path.exists() and path.is_relative_to(self.root) and not ignored(path.relative_to(self.root)):
                 key = path.relative_to(self.root).as_posix()
@@ -99,6 +119,22 @@ class FolderWatcher:
                         if self.ingress.st.indexed_version(event.doc_id) is not None:
                             event = event.model_copy(update={"action": Action.modify})
                         self._submit(event)
+
+    def _indexed_under(self, dirs: set[Path]) -> set[Path]:
+        """Indexed files that lived under deleted folders (their own deletes are never reported)."""
+        prefixes = tuple(
+            d.relative_to(self.root).as_posix() + "/" for d in dirs if d != self.root and d.is_relative_to(self.root)
+        )
+        if not prefixes or self.manifest is None:
+            return set()
+        try:
+            indexed = self.manifest(self.source)
+        except Exception as exc:  # the query worker is away: try again on the next flush
+            log.warning("cannot list indexed documents for deleted folders (%s); will retry", exc)
+            with self.collector.lock:
+                self.collector.deleted_dirs |= dirs
+            return set()
+        return {self.root / info["key"] for info in indexed.values() if (info.get("key") or "").startswith(prefixes)}
 
     def _settled(self, path: Path) -> bool:
         """Same size and mtime as at the previous look: the writer is done."""
