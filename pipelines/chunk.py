@@ -95,31 +95,27 @@ class Chunker:
         return "\n".join(p.text for p in buf), body.section, body.page
 
     def _split(self, text: str) -> Iterator[str]:
-        """Split an over-long paragraph: whole sentences where they fit, token windows otherwise."""
+        """Split an over-long paragraph: whole sentences where they fit, token windows otherwise.
+
+        The last sentence of a window carries over as overlap when it is short
+        and still leaves room for the next sentence.
+        """
         sentences = _SENTENCE_END.split(text)
-        counts = self.count_tokens(sentences)
-        window: list[str] = []
-        used = 0
-        for sentence, tokens in zip(sentences, counts):
+        window: list[tuple[str, int]] = []
+        for sentence, tokens in zip(sentences, self.count_tokens(sentences)):
             if tokens > self.max_tokens:
                 if window:
-                    yield " ".join(window)
-                    window, used = [], 0
+                    yield " ".join(s for s, _ in window)
+                    window = []
                 yield from self._windows(sentence)
                 continue
-            if used + tokens > self.max_tokens and window:
-                yield " ".join(window)
-                window, used = self._tail(window), 0
-                used = sum(self.count_tokens(window)) if window else 0
-            window.append(sentence)
-            used += tokens
+            if window and sum(n for _, n in window) + tokens > self.max_tokens:
+                yield " ".join(s for s, _ in window)
+                last = window[-1]
+                window = [last] if last[1] <= self.overlap and last[1] + tokens <= self.max_tokens else []
+            window.append((sentence, tokens))
         if window:
-            yield " ".join(window)
-
-    def _tail(self, sentences: list[str]) -> list[str]:
-        """The last sentence carries over as overlap when it is short enough."""
-        last = sentences[-1]
-        return [last] if self.count_tokens([last])[0] <= self.overlap else []
+            yield " ".join(s for s, _ in window)
 
     def _windows(self, text: str) -> Iterator[str]:
         """Token windows over one huge sentence, cut on word boundaries."""
