@@ -23,7 +23,7 @@ from pipelines.errors import PermanentError, TransientError
 from pipelines.upsert import DocumentMeta, apply_plan
 from schemas.documents import Chunk, ChunkPlan, ParsedDocument, RedactedDocument
 from schemas.events import Event
-from schemas.search import Mode, SearchRequest
+from schemas.search import SearchRequest
 from workers import resources, sources
 from workers.app import app
 from workers.config import settings
@@ -208,9 +208,6 @@ def _upsert(st: State, event: Event, vectors_needed: bool, unchanged: bool) -> N
         stages=["parse", "redact", "chunk", "diff"] + (["embed", "upsert"] if chunk_plan.embed else ["upsert"]),
         **counts,
     )
-    from workers import graph_tasks  # late: it imports this module
-
-    graph_tasks.after_upsert(st, event)  # keeps the chunks for the graph and summary follow-ups
     for name in ("chunks_embedded", "chunks_reused", "chunks_deleted"):
         st.add_counter(name, counts[name])
     st.finish(event.event_id, "unchanged" if unchanged else "done", **counts)
@@ -223,9 +220,6 @@ def delete(st: State, event: Event) -> None:
     removed = index.count({"doc_id": event.doc_id})
     index.delete_document(event.doc_id)
     st.record_deleted(event.doc_id, key=event.key, source=event.source, last_event=event.event_id)
-    from workers import graph_tasks
-
-    graph_tasks.after_delete(st, event)  # the graph and the summary forget the document
     st.add_counter("chunks_deleted", removed)
     st.finish(event.event_id, "deleted", chunks_deleted=removed)
 
@@ -241,10 +235,6 @@ def search(request: dict[str, Any]) -> list[dict[str, Any]]:
     from pipelines.search import search as run_search
 
     req = SearchRequest.model_validate(request)
-    if req.mode in (Mode.graph, Mode.mix):
-        from workers.graph_tasks import graph_search
-
-        return graph_search(req)
     tenants = settings().tenants
     hits = run_search(resources.index(), resources.embedder(), resources.bm25(), req, require_tenant=bool(tenants))
     return [h.model_dump() for h in hits]
