@@ -72,9 +72,13 @@ class Where:
 
 @dataclass(frozen=True)
 class Fusion:
-    """How hybrid search fuses its retrievers (RRF inside Qdrant)."""
+    """How hybrid search fuses its retrievers (RRF inside Qdrant).
 
-    k: int = 60
+    ``k=20`` rather than the customary 60: tuned on CISI, where k from 20 to 30
+    with equal weights all reached nDCG@10 0.45-0.46 and 60 gave 0.449.
+    """
+
+    k: int = 20
     dense_weight: float = 1.0
     sparse_weight: float = 1.0
     depth: int = 100  # candidates each retriever contributes

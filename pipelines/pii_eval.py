@@ -10,7 +10,7 @@ Run ``python -m pipelines.pii_eval PATH`` for ours beside stock Presidio.
 
 from __future__ import annotations
 
-from pipelines import runtime  # noqa: I001  (first: keeps presidio offline)
+from pipelines import runtime  # noqa: F401  (first: keeps presidio offline)
 
 import argparse
 import json

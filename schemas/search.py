@@ -15,6 +15,8 @@ class Mode(str, Enum):
     hybrid = "hybrid"
     dense = "dense"
     lexical = "lexical"
+    graph = "graph"  # chunks behind the query's entities and their graph neighbours
+    mix = "mix"  # graph and hybrid fused by reciprocal rank
 
 
 class SearchRequest(BaseModel):

@@ -62,6 +62,26 @@ class Settings(BaseSettings):
     s3_secret_access_key: SecretStr | None = None
     s3_poll_interval_s: float = 10.0
 
+    # Entity graph and summaries (pipelines/graph.py, pipelines/summarise.py). With no OpenAI key
+    # and no base_url, summaries are extractive (local, labelled so) and nothing leaves the machine.
+    # Set a base_url alone for an OpenAI-compatible server that needs no key.
+    openai_base_url: str | None = None
+    openai_api_key: SecretStr | None = None
+    openai_timeout_s: float = 30.0
+    summary_model: str = "gpt-4o-mini"
+    summary_batch_size: int = 100  # submit a batch once this many requests wait ...
+    summary_batch_age_s: float = 600.0  # ... or once the oldest has waited this long
+    summary_poll_interval_s: float = 60.0  # beat: flush and poll batches this often
+    summary_max_attempts: int = 3  # a failed or unfinished request is resubmitted at most this often
+    summary_input_tokens: int = 6000  # per request; longer documents are summarised map-reduce
+    summary_output_tokens: int = 300
+    # USD per million (input, output) tokens at the synchronous list price; batches get the discount.
+    summary_prices: dict[str, tuple[float, float]] = {"gpt-4o-mini": (0.15, 0.60), "gpt-4.1-mini": (0.40, 1.60)}
+    summary_batch_discount: float = 0.5
+    summary_budget_usd: float | None = 10.0  # refuse to submit past this total; None: no limit
+    graph_hops: int = 1  # graph search walks this many co-occurrence steps from the query's entities
+    graph_communities_interval_s: float = 900.0
+
     @property
     def index_path(self) -> Path:
         return self.data_dir / "qdrant-edge"

@@ -147,7 +147,11 @@ def test_up_serves_search_flower_and_the_inbox_then_stops_cleanly_on_ctrl_c(tmp_
         found = httpx.get(f"{up.api}/search", params={"q": "ORD-2024-8821"}, timeout=60)
         assert found.status_code == 200, found.text
         assert found.json()["hits"][0]["key"] == "support-ticket.txt"
-        assert httpx.get(f"http://127.0.0.1:{up.flower_port}/", timeout=10).status_code == 200
+        flower = f"http://127.0.0.1:{up.flower_port}/"
+        assert httpx.get(flower, timeout=10).status_code == 401  # authenticated even on loopback
+        user, password = (up.data / "flower-auth").read_text().strip().split(":", 1)
+        assert f"login {user} / {password}" in up.output
+        assert httpx.get(flower, auth=(user, password), timeout=10).status_code == 200
 
         (up.inbox / "dropped.txt").write_text("A note dropped into the inbox about the snarkhollow weir.")
         deadline = time.monotonic() + 60

@@ -96,7 +96,7 @@ def _doc(st, folder: Path, key: str, version: str | None = None) -> str:
     """Mark a document indexed, as the pipeline's upsert would."""
     source = folder_source(folder)
     doc_id = document_id(source, key)
-    st.set_document(doc_id, version or "0" * 64, key=key, source=source, tenant="default")
+    st.record_indexed(doc_id, version or "0" * 64, key=key, source=source, tenant="default")
     return doc_id
 
 

@@ -16,6 +16,9 @@ from schemas.search import Mode, SearchRequest, SearchResponse
 from workers import client
 from workers.config import settings
 from workers.webhooks import webhook_router
+from workers.prometheus import metrics_router
+from workers.graph_api import graph_router
+from workers.summary_tasks import summary_view
 
 QUERY_TIMEOUT_S = 30.0
 SEARCH_PARAMS = set(SearchRequest.model_fields) - {"filters"} | {"filter"}
@@ -49,6 +52,8 @@ def create_app() -> FastAPI:
     api = FastAPI(title="sluice", version="0.1.0", description="Search what sluice has indexed.")
     state = client.connect(settings())
     api.include_router(webhook_router(state, settings()))  # POST /webhooks/reindex, /webhooks/s3
+    api.include_router(metrics_router(state))  # GET /metrics (Prometheus; read from Redis when scraped)
+    api.include_router(graph_router())  # GET /graph/entities, /graph/entities/{id}, /graph/path, ...
 
     @api.get("/healthz")
     def healthz() -> dict[str, str]:
@@ -122,6 +127,7 @@ def create_app() -> FastAPI:
         return {
             "doc_id": doc_id,
             "status": status,
+            "summary": summary_view(status),  # extractive or batch, as "kind" says
             "chunks": [
                 {k: c.get(k) for k in ("position", "chunk_hash", "section", "page", "text", "updated_at")}
                 for c in chunks

@@ -25,12 +25,30 @@ STAGE_QUEUES = {
     "search": "query",
     "document": "query",
     "ping": "query",
+    # Entity graph and summaries: spaCy extraction and batch I/O on pipeline workers; the graph
+    # itself lives in the query worker (writes through "index", reads through "query").
+    "graph_extract": "graph",
+    "summarise": "graph",
+    "summary_tick": "summary",
+    "graph_apply": "index",
+    "graph_query": "query",
+    "graph_communities": "query",
 }
-PIPELINE_QUEUES = ("parse", "redact", "chunk", "embed")
+PIPELINE_QUEUES = ("parse", "redact", "chunk", "embed", "graph", "summary")
 QUERY_QUEUES = ("index", "query")
 ALL_QUEUES = PIPELINE_QUEUES + QUERY_QUEUES
 
-app = Celery("sluice", include=["workers.tasks"])
+app = Celery("sluice", include=["workers.tasks", "workers.graph_tasks", "workers.summary_tasks"])
+
+
+def beat_schedule(s: Settings) -> dict[str, dict[str, object]]:
+    """Periodic work for ``celery beat``; a tick that waited longer than its period is dropped."""
+    return {
+        "summary-tick": {"task": "sluice.summary_tick", "schedule": s.summary_poll_interval_s,
+                         "options": {"expires": s.summary_poll_interval_s}},
+        "graph-communities": {"task": "sluice.graph_communities", "schedule": s.graph_communities_interval_s,
+                              "options": {"expires": s.graph_communities_interval_s}},
+    }
 
 
 def _forget_connections() -> None:
@@ -67,5 +85,6 @@ def configure(broker_url: str, s: Settings) -> Celery:
         task_track_started=True,
         broker_connection_retry_on_startup=True,
         worker_hijack_root_logger=False,
+        beat_schedule=beat_schedule(s),
     )
     return app

@@ -21,6 +21,15 @@ app.add_typer(eval_app, name="eval")
 app.add_typer(bench_app, name="bench")
 reindex_app = typer.Typer(help="Bulk re-index jobs started by POST /webhooks/reindex.", no_args_is_help=True)
 app.add_typer(reindex_app, name="reindex")
+from workers.graph_cli import graph_app  # noqa: E402  (sluice graph entities|entity|path|communities|stats)
+
+app.add_typer(graph_app, name="graph")
+from workers.dlq_cli import dlq_app  # noqa: E402  (sluice dlq list|show|retry|purge)
+
+app.add_typer(dlq_app, name="dlq")
+from workers.flower import run as flower_run  # noqa: E402
+
+app.command("flower")(flower_run)  # Flower with flower.conf, for containers and other machines
 
 
 def _settings(**overrides: object):  # type: ignore[no-untyped-def]
@@ -59,7 +68,7 @@ def up(
 
 @app.command()
 def worker(
-    queues: Annotated[str, typer.Option(help="Comma-separated queues.")] = "parse,redact,chunk,embed",
+    queues: Annotated[str, typer.Option(help="Comma-separated queues.")] = "parse,redact,chunk,embed,graph,summary",
     concurrency: Annotated[int, typer.Option(help="Worker processes.")] = 2,
     name: Annotated[str, typer.Option(help="Worker node name.")] = "pipeline@%h",
 ) -> None:
@@ -185,8 +194,9 @@ def _document_status(st, doc_id: str) -> dict[str, object]:  # type: ignore[no-u
 
 @app.command()
 def status(doc: Annotated[Optional[str], typer.Argument(help="Document id (prefix) or path.")] = None) -> None:
-    """Queue depths, in-flight events, dead letters; or one document's state."""
-    from workers.app import ALL_QUEUES
+    """Health in one view: queues, workers, in flight, dead letters, index and graph size, last errors;
+    or one document's state."""
+    from workers.health import overview
 
     st = _connect()
     if doc:
@@ -197,13 +207,10 @@ def status(doc: Annotated[Optional[str], typer.Argument(help="Document id (prefi
         for doc_id in matches:
             typer.echo(json.dumps(_document_status(st, doc_id), indent=2))
         return
-    out = {
-        "queues": {q: st.queue_depth(q) for q in ALL_QUEUES},
-        "in_flight": st.in_flight(),
-        "dead_letters": len(st.dead_letters()),
-        "counters": st.counters(),
-        "last_errors": [{k: d[k] for k in ("key", "stage", "error")} for d in st.dead_letters()[-5:]],
-    }
+    out = overview(st)  # workers/health.py
+    from workers.summary_tasks import status as summary_status
+
+    out["summaries"] = summary_status(st)  # mode, Batch API tokens and cost, budget
     typer.echo(json.dumps(out, indent=2))
 
 
@@ -333,6 +340,17 @@ def bench_ingest(
 
     result = run(beir, limit)
     typer.echo(json.dumps(result) if as_json else json.dumps(result, indent=2))
+
+
+@app.command()
+def beat() -> None:
+    """celery beat: the periodic summary-batch tick and graph communities (see workers/app.py)."""
+    _connect()
+    from workers.app import app as celery_app
+
+    schedule = config.settings().data_dir.resolve() / "celerybeat-schedule"
+    schedule.parent.mkdir(parents=True, exist_ok=True)
+    celery_app.start(["beat", "-s", str(schedule), "--loglevel", "INFO"])
 
 
 if __name__ == "__main__":

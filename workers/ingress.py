@@ -57,7 +57,19 @@ class Ingress:
             pause = min(pause * 2, 0.5)
 
     def submit(self, event: Event, timeout_s: float | None = None) -> tuple[str, str]:
-        """Admit one event (waiting for room). Returns (event id, 'queued'|'unchanged'|'failed'|'duplicate')."""
+        """Admit one event (waiting for room). Returns (event id, 'queued'|'unchanged'|'failed'|'duplicate').
+
+        Every outcome, and every refusal for want of room, is counted for ``/metrics``.
+        """
+        try:
+            event_id, outcome = self._submit(event, timeout_s)
+        except Full:
+            self.st.add_counter("ingress:full", 1)
+            raise
+        self.st.add_counter(f"ingress:{outcome}", 1)
+        return event_id, outcome
+
+    def _submit(self, event: Event, timeout_s: float | None) -> tuple[str, str]:
         from workers import tasks
 
         known = self.st.event_info(event.event_id)

@@ -64,14 +64,20 @@ class State:
     def progress(self, event_id: str, stage: str, **fields: Any) -> None:
         self.r.hset(f"{P}event:{event_id}", mapping={"stage": stage, "status": "running", **_str(fields)})
 
-    def finish(self, event_id: str, status: str, **fields: Any) -> None:
-        """Terminal state for an event: it leaves the in-flight set."""
+    def finish(self, event_id: str, status: str, release: bool = True, **fields: Any) -> None:
+        """Terminal state for an event. It leaves the in-flight set unless follow-up work
+        (graph, summary) still has to run for it: that work counts against the bounds too."""
         assert status in TERMINAL, status
         pipe = self.r.pipeline()
         pipe.hset(f"{P}event:{event_id}", mapping={"status": status, "finished_at": time.time(), **_str(fields)})
-        pipe.zrem(f"{P}inflight", event_id)
+        if release:
+            pipe.zrem(f"{P}inflight", event_id)
         pipe.incr(f"{P}count:{status}")
         pipe.execute()
+
+    def release(self, event_id: str) -> None:
+        """The event's follow-up work is over: it no longer counts as in flight."""
+        self.r.zrem(f"{P}inflight", event_id)
 
     # -- admission ----------------------------------------------------------
     def admit(self, event_id: str) -> None:
@@ -168,16 +174,32 @@ class State:
             "event_id": event_id,
             "doc_id": info.get("doc_id", ""),
             "key": event.get("key", ""),
+            "source": event.get("source", ""),  # with key and tenant: enough to retry after the event expired
+            "tenant": event.get("tenant", "default"),
+            "action": event.get("action", ""),
             "stage": stage,
             "error": error,
             "time": time.time(),
         }
-        self.r.hset(f"{P}dlq", letter["id"], json.dumps(letter))
+        pipe = self.r.pipeline()
+        pipe.hset(f"{P}dlq", letter["id"], json.dumps(letter))
+        pipe.incr(f"{P}count:dead_lettered:{stage}")  # for /metrics; survives `sluice dlq purge`
+        pipe.execute()
         return letter["id"]
 
     def dead_letters(self) -> list[dict[str, Any]]:
         letters = [json.loads(v) for v in self.r.hvals(f"{P}dlq")]
         return sorted(letters, key=lambda d: d["time"])
+
+    def dead_letter_by_id(self, letter_id: str) -> dict[str, Any] | None:
+        raw = self.r.hget(f"{P}dlq", letter_id)
+        return json.loads(raw) if raw else None
+
+    def remove_dead_letters(self, *letter_ids: str) -> int:
+        return int(self.r.hdel(f"{P}dlq", *letter_ids)) if letter_ids else 0
+
+    def purge_dead_letters(self) -> int:
+        return int(self.r.pipeline().hlen(f"{P}dlq").delete(f"{P}dlq").execute()[0])
 
     def counters(self) -> dict[str, int]:
         keys = sorted(self.r.scan_iter(f"{P}count:*"))

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 from schemas.settings import Settings
+from workers import flower
 from workers.config import REDIS_URL_FILE
 from workers.embedded_redis import EmbeddedRedis, reachable
 
@@ -71,13 +72,13 @@ def run_all(s: Settings, ingest_samples: bool = True) -> int:
     try:
         procs["query-worker"] = _spawn(me + ["query-worker"], env, logs, "query-worker")
         procs["worker"] = _spawn(me + ["worker"], env, logs, "worker")
+        procs["beat"] = _spawn(me + ["beat"], env, logs, "beat")  # summary batches, graph communities
         procs["api"] = _spawn(me + ["api"], env, logs, "api")
-        procs["flower"] = _spawn(
-            [sys.executable, "-m", "celery", "-b", url, "flower", f"--port={s.flower_port}",
-             "--address=127.0.0.1", f"--conf={ROOT / 'flower.conf'}", f"--db={data / 'flower.db'}"],
-            {**env, "FLOWER_UNAUTHENTICATED_API": os.environ.get("FLOWER_UNAUTHENTICATED_API", "true")},
-            logs, "flower",
-        )
+        auth, auth_from = flower.credentials(data)  # authenticated even on loopback: see workers/flower.py
+        procs["flower"] = _spawn(flower.command(url, s.flower_port, data), {**env, "FLOWER_BASIC_AUTH": auth},
+                                 logs, "flower")
+        login = "from FLOWER_BASIC_AUTH" if auth_from == "FLOWER_BASIC_AUTH" else (
+            f"{auth.replace(':', ' / ', 1)}, kept in {auth_from}")
         api_url = f"http://{s.api_host}:{s.api_port}"
         _wait_for_http(f"{api_url}/healthz", procs, 120)
         procs["watcher"] = _spawn(me + ["watch", str(s.inbox.resolve())], env, logs, "watcher")
@@ -88,7 +89,8 @@ def run_all(s: Settings, ingest_samples: bool = True) -> int:
                 print("sample ingestion failed; see the logs", flush=True)
         print(
             f"\nsluice is up.\n  search:  {api_url}/search?q=...   (docs: {api_url}/docs)\n"
-            f"  flower:  http://127.0.0.1:{s.flower_port}\n  inbox:   {s.inbox.resolve()}  (drop files here)\n"
+            f"  flower:  http://127.0.0.1:{s.flower_port}   (login {login})\n"
+            f"  inbox:   {s.inbox.resolve()}  (drop files here)\n"
             f"  logs:    {logs}\nPress Ctrl-C to stop.",
             flush=True,
         )

@@ -23,8 +23,9 @@ from pipelines.errors import PermanentError, TransientError
 from pipelines.upsert import DocumentMeta, apply_plan
 from schemas.documents import Chunk, ChunkPlan, ParsedDocument, RedactedDocument
 from schemas.events import Event
-from schemas.search import SearchRequest
+from schemas.search import Mode, SearchRequest
 from workers import resources, sources
+from workers.telemetry import in_steps  # also records every task's duration (signals)
 from workers.app import app
 from workers.config import settings
 from workers.state import State
@@ -114,7 +115,7 @@ def redact(st: State, event: Event) -> None:
     doc = ParsedDocument.model_validate_json(st.get_json("parsed", event.event_id))
     texts = [e.text for e in doc.elements]
     headings = sorted({e.section for e in doc.elements if e.section} | ({doc.title} if doc.title else set()))
-    done = resources.redactor().redact_many(texts + headings)
+    done = in_steps(resources.redactor().redact_many, texts + headings)  # long documents report progress
     clean = {h: r.text for h, r in zip(headings, done[len(texts):])}
     counts: dict[str, int] = {}
     for r in done[: len(texts)]:
@@ -161,7 +162,7 @@ def diff(st: State, event: Event) -> None:
 def embed(st: State, event: Event) -> None:
     chunks = {c.position: c for c in _chunks(st, event.event_id)}
     chunk_plan = ChunkPlan.model_validate_json(st.get_json("plan", event.event_id))
-    vectors = resources.embedder().embed([chunks[p].text for p in chunk_plan.embed])
+    vectors = in_steps(resources.embedder().embed, [chunks[p].text for p in chunk_plan.embed])
     st.put_vectors(event.event_id, vectors)
     upsert.delay(event.event_id)
 
@@ -208,9 +209,12 @@ def _upsert(st: State, event: Event, vectors_needed: bool, unchanged: bool) -> N
         stages=["parse", "redact", "chunk", "diff"] + (["embed", "upsert"] if chunk_plan.embed else ["upsert"]),
         **counts,
     )
+    from workers import graph_tasks  # late: it imports this module
+
+    followups = graph_tasks.after_upsert(st, event)  # keeps the chunks for the graph and summary
     for name in ("chunks_embedded", "chunks_reused", "chunks_deleted"):
         st.add_counter(name, counts[name])
-    st.finish(event.event_id, "unchanged" if unchanged else "done", **counts)
+    st.finish(event.event_id, "unchanged" if unchanged else "done", release=not followups, **counts)
     st.drop_artifacts(event.event_id)
 
 
@@ -220,6 +224,9 @@ def delete(st: State, event: Event) -> None:
     removed = index.count({"doc_id": event.doc_id})
     index.delete_document(event.doc_id)
     st.record_deleted(event.doc_id, key=event.key, source=event.source, last_event=event.event_id)
+    from workers import graph_tasks
+
+    graph_tasks.after_delete(st, event)  # the graph and the summary forget the document
     st.add_counter("chunks_deleted", removed)
     st.finish(event.event_id, "deleted", chunks_deleted=removed)
 
@@ -235,6 +242,10 @@ def search(request: dict[str, Any]) -> list[dict[str, Any]]:
     from pipelines.search import search as run_search
 
     req = SearchRequest.model_validate(request)
+    if req.mode in (Mode.graph, Mode.mix):
+        from workers.graph_tasks import graph_search
+
+        return graph_search(req)
     tenants = settings().tenants
     hits = run_search(resources.index(), resources.embedder(), resources.bm25(), req, require_tenant=bool(tenants))
     return [h.model_dump() for h in hits]

@@ -1,0 +1,264 @@
+"""Graph stage tasks: extraction on pipeline workers, the graph itself in the query worker.
+
+Flow after ``upsert`` (``after_upsert``): the chunk list is kept as a
+``followup`` artifact (upsert drops the others), ``graph_extract`` runs spaCy on
+a pipeline worker (CPU-heavy, so never in the query worker's threads), and
+``graph_apply`` hands the contribution to the query worker, which persists it
+(SQLite under the data dir) and applies it to its NetworkX graph, but only if
+the index still holds that very version of the document. A delete reaches the
+graph inside the ``delete`` stage, which already runs in the query worker.
+
+Follow-up stages never change the event's status: the event is done when it
+is searchable; a graph or summary failure is dead-lettered under its own stage
+name and noted on the document.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Callable
+from functools import cache
+from typing import TYPE_CHECKING, Any
+
+from celery.signals import worker_ready
+
+from pipelines.errors import PermanentError
+from schemas.documents import Chunk
+from schemas.events import Event
+from schemas.graph import DocContribution
+from schemas.search import Mode, SearchRequest
+from workers import resources
+from workers.app import app
+from workers.config import settings
+from workers.state import P, State
+
+if TYPE_CHECKING:
+    from pipelines.graph import EntityExtractor, GraphSet
+
+log = logging.getLogger("sluice.graph")
+FOLLOWUP = "followup"  # artifact kind: the chunk list, kept for graph + summary after upsert
+_lock = threading.Lock()
+
+
+def marker(doc_id: str) -> str:
+    """Redis key: the document version whose contribution the query worker applied (a cache)."""
+    return f"{P}graphver:{doc_id}"
+
+
+def drop(st: State, kind: str, event_id: str) -> None:
+    st.r.delete(f"{P}art:{kind}:{event_id}")  # same layout as State.put_json
+
+
+def followup_chunks(st: State, event_id: str) -> list[Chunk]:
+    return [Chunk.model_validate(c) for c in json.loads(st.get_json(FOLLOWUP, event_id))]
+
+
+# --------------------------------------------------------------------------- hooks called by workers/tasks.py
+
+
+def after_upsert(st: State, event: Event) -> bool:
+    """Keep the chunks for the follow-up stages, unless graph and summary are already current.
+
+    Returns whether follow-ups started: the event then stays in flight until the
+    last of them (``summarise``) releases it, so admission control bounds them too.
+    """
+    from workers import summary_tasks
+
+    raw = st.r.get(marker(event.doc_id))
+    needs_summary = summary_tasks.refresh(st, event)
+    if raw and raw.decode() == event.version and not needs_summary and not event.force:
+        return False
+    st.put_json(FOLLOWUP, event.event_id, st.get_json("chunks", event.event_id))
+    graph_extract.delay(event.event_id)
+    return True
+
+
+def after_delete(st: State, event: Event) -> None:
+    """Runs in the query worker's ``delete`` stage: the document leaves the graph and loses its summary."""
+    from workers import summary_tasks
+
+    graphs().forget(event.doc_id)
+    st.r.delete(marker(event.doc_id))
+    summary_tasks.forget(st, event.doc_id)
+
+
+# --------------------------------------------------------------------------- follow-up stage wrapper
+
+
+def followup(name: str, then: Callable[[str], None] | None = None) -> Callable[[Callable[[State, Event], None]], Any]:
+    """Retries transient errors; dead-letters the rest without touching the finished event.
+    ``then`` runs once the stage is over, whatever the outcome (the next follow-up)."""
+    from workers.tasks import TRANSIENT, _backoff
+
+    def wrap(body: Callable[[State, Event], None]) -> Any:
+        @app.task(name=f"sluice.{name}", bind=True, max_retries=None)
+        def task(self: Any, event_id: str) -> str:
+            st = resources.state()
+            try:
+                event = st.event(event_id)
+            except KeyError:
+                if then:
+                    then(event_id)  # keep the chain going so the event is released
+                return "expired"
+            outcome = "ok"
+            try:
+                if st.is_latest(event):
+                    body(st, event)
+                else:
+                    outcome = "superseded"
+            except TRANSIENT as exc:
+                if self.request.retries < settings().max_retries:
+                    raise self.retry(countdown=_backoff(self.request.retries), exc=exc)
+                outcome = _failed(st, event, name, f"gave up after {self.request.retries} retries: {exc}")
+            except KeyError as exc:  # the artifact expired: a later event brings the document back
+                outcome = _failed(st, event, name, f"artifact gone: {exc}")
+            except PermanentError as exc:
+                outcome = _failed(st, event, name, str(exc))
+            except Exception as exc:
+                log.exception("%s failed for event %s", name, event_id)
+                outcome = _failed(st, event, name, f"internal error: {type(exc).__name__}: {exc}"[:500])
+            if then:
+                then(event_id)
+            return outcome
+
+        return task
+
+    return wrap
+
+
+def _failed(st: State, event: Event, stage: str, reason: str) -> str:
+    st.dead_letter(event.event_id, stage, reason)
+    st.r.hset(f"{P}doc:{event.doc_id}", f"{stage}_error", reason)
+    return "failed"
+
+
+def _summarise_next(event_id: str) -> None:
+    from workers import summary_tasks
+
+    summary_tasks.summarise.delay(event_id)
+
+
+# --------------------------------------------------------------------------- pipeline side
+
+
+@cache
+def extractor() -> EntityExtractor:
+    from pipelines.graph import EntityExtractor
+
+    return EntityExtractor()
+
+
+def _apply_next(event_id: str) -> None:
+    graph_apply.delay(event_id)
+
+
+@followup("graph_extract", then=_apply_next)
+def graph_extract(st: State, event: Event) -> None:
+    raw = st.r.get(marker(event.doc_id))
+    if raw and raw.decode() == event.version and not event.force:
+        return  # this version is in the graph already
+    chunks = followup_chunks(st, event.event_id)
+    contribution = extractor().extract(
+        event.doc_id, event.version, [(c.position, c.hash, c.text) for c in chunks], tenant=event.tenant, key=event.key
+    )
+    st.put_json("graphcontrib", event.event_id, contribution.model_dump_json())
+
+
+# --------------------------------------------------------------------------- query worker side
+
+
+def graphs() -> GraphSet:
+    """The query worker's graphs, loaded from the durable contributions on first use."""
+    with _lock:
+        return _graphs()
+
+
+@cache
+def _graphs() -> GraphSet:
+    from pipelines.graph import GraphSet
+
+    s = settings()
+    gs = GraphSet.open(s.data_dir / "graph" / "contributions.sqlite3", per_tenant=bool(s.tenants))
+    st = resources.state()
+    versions = gs.store.versions()
+    pipe = st.r.pipeline(transaction=False)
+    for key in st.r.scan_iter(marker("*"), count=1000):  # the Redis cache follows the durable store
+        if key.decode().removeprefix(marker("")) not in versions:
+            pipe.delete(key)
+    for doc_id, version in versions.items():
+        pipe.set(marker(doc_id), version)
+    pipe.execute()
+    stats = [g.stats() for g in gs.graphs.values()]
+    log.info("graph loaded in %.2fs: %d documents, %d entities, %d edges", gs.load_seconds,
+             sum(x.documents for x in stats), sum(x.entities for x in stats), sum(x.edges for x in stats))
+    return gs
+
+
+@worker_ready.connect
+def _load_at_start(sender: Any = None, **_: Any) -> None:
+    queues = {q.name for q in getattr(getattr(sender, "task_consumer", None), "queues", None) or []}
+    if "index" in queues:  # the query worker: load before the first question, not during it
+        graphs()
+
+
+@app.task(name="sluice.graph_apply")
+def graph_apply(event_id: str) -> str:
+    """Apply one document's contribution (if it is still current), then hand on to ``summarise``."""
+    try:
+        return _apply(resources.state(), event_id)
+    finally:
+        _summarise_next(event_id)
+
+
+def _apply(st: State, event_id: str) -> str:
+    try:
+        c = DocContribution.model_validate_json(st.get_json("graphcontrib", event_id))
+    except KeyError:
+        return "expired"  # nothing extracted (already current, superseded or failed)
+    gs = graphs()
+    with gs.lock:  # checked and applied under the lock a delete's forget also takes
+        indexed = {p.get("doc_version") for p in resources.index().chunk_hashes(c.doc_id).values()}
+        if indexed == {c.version}:
+            gs.apply(c)
+            st.r.set(marker(c.doc_id), c.version)
+            outcome = "applied"
+        else:
+            outcome = "stale"  # changed or deleted since; its newer event brings its own contribution
+    drop(st, "graphcontrib", event_id)
+    return outcome
+
+
+@app.task(name="sluice.graph_query")
+def graph_query(op: str, params: dict[str, Any]) -> Any:
+    """Every graph read, answered from the query worker's graph (see pipelines/graph.py)."""
+    from pipelines.graph_query import run
+
+    return run(graphs(), resources.index(), op, params)
+
+
+@app.task(name="sluice.graph_communities")
+def graph_communities() -> int:
+    """Beat: recompute communities of every graph that changed, so the API answers from cache."""
+    gs = graphs()
+    return sum(len(gs.communities(None if part == "*" else part)) for part in list(gs.graphs))
+
+
+def graph_search(req: SearchRequest) -> list[dict[str, Any]]:
+    """Modes ``graph`` and ``mix`` of the search task (query worker)."""
+    from pipelines.graph_query import graph_hits, mix
+    from pipelines.search import search, where
+
+    s = settings()
+    if s.tenants and not (req.tenant or req.filters.get("tenant")):
+        raise PermanentError("a tenant is required: this sluice serves several tenants")
+    gs = graphs()
+    tenant = req.tenant or req.filters.get("tenant")
+    with gs.lock:
+        hits = graph_hits(gs.graph(tenant), resources.index(), req.q, req.k, where(req), s.graph_hops)
+    if req.mode == Mode.mix:
+        hybrid = search(resources.index(), resources.embedder(), resources.bm25(),
+                        req.model_copy(update={"mode": Mode.hybrid}), require_tenant=bool(s.tenants))
+        hits = mix(hits, hybrid, req.k)
+    return [h.model_dump() for h in hits]
