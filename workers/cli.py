@@ -42,13 +42,9 @@ def _settings(**overrides: object):  # type: ignore[no-untyped-def]
 
 
 def _connect():  # type: ignore[no-untyped-def]
-    from workers.client import NotRunning, connect
+    from workers.cli_support import connect_or_exit
 
-    try:
-        return connect(config.settings())
-    except NotRunning as exc:
-        typer.echo(str(exc), err=True)
-        raise typer.Exit(2) from exc
+    return connect_or_exit()
 
 
 @app.command()

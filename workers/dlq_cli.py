@@ -14,14 +14,9 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 
 
 def _state():  # type: ignore[no-untyped-def]
-    from workers import config
-    from workers.client import NotRunning, connect
+    from workers.cli_support import connect_or_exit
 
-    try:
-        return connect(config.settings())
-    except NotRunning as exc:
-        typer.echo(str(exc), err=True)
-        raise typer.Exit(2) from exc
+    return connect_or_exit()
 
 
 def _letter(st: Any, letter_id: str) -> dict[str, Any]:

@@ -13,18 +13,13 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 
 
 def _ask(op: str, params: dict[str, Any], timeout_s: float = 60.0) -> Any:
-    from workers import config
-    from workers.client import NotRunning, connect
-
-    try:
-        connect(config.settings())
-    except NotRunning as exc:
-        typer.echo(str(exc), err=True)
-        raise typer.Exit(2) from exc
     from workers import graph_tasks
+    from workers.cli_support import connect_or_exit
+    from workers.client import ask
 
+    connect_or_exit()
     try:
-        return graph_tasks.graph_query.apply_async((op, params), argsrepr=f"({op!r}, <params>)").get(timeout=timeout_s)
+        return ask(graph_tasks.graph_query, (op, params), timeout_s, argsrepr=f"({op!r}, <params>)")
     except Exception as exc:
         typer.echo(f"the query worker did not answer: {type(exc).__name__}: {exc}", err=True)
         raise typer.Exit(2) from exc
