@@ -47,7 +47,9 @@ class EmbeddedRedis:
             "--save", "60 1" if self.persist else "", "--appendonly", "no",
             "--maxmemory-policy", "noeviction", "--loglevel", "warning",
         ]
-        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        # Its own session: a Ctrl-C in the terminal must not take Redis away while workers still
+        # need it to shut down cleanly; the owner stops it last.
+        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
         deadline = time.monotonic() + 10
         while not reachable(self.url, 0.2):
             if self.proc.poll() is not None or time.monotonic() > deadline:

@@ -110,7 +110,7 @@ def run_all(s: Settings, ingest_samples: bool = True) -> int:
         for p in procs.values():
             if p.poll() is None:
                 _signal_group(p, signal.SIGTERM)
-        deadline = time.monotonic() + 20  # one grace period for all, not 20 s each
+        deadline = time.monotonic() + 15  # one grace period for all, not 15 s each
         for p in procs.values():
             try:
                 p.wait(max(0.1, deadline - time.monotonic()))
