@@ -14,21 +14,23 @@ import random
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 import redis
 from celery.exceptions import SoftTimeLimitExceeded
 from celery.signals import worker_process_init
 
 from pipelines import diff as diffing
+from pipelines.embed import DIMENSIONS
 from pipelines.errors import PermanentError, TransientError
 from pipelines.upsert import DocumentMeta, apply_plan
 from schemas.documents import Chunk, ChunkPlan, ParsedDocument, RedactedDocument
 from schemas.events import Event
 from schemas.search import Mode, SearchRequest
 from workers import resources, sources
-from workers.telemetry import in_steps  # also records every task's duration (signals)
 from workers.app import app
 from workers.config import settings
 from workers.state import State
+from workers.telemetry import in_steps  # also records every task's duration (signals)
 
 log = logging.getLogger("sluice.tasks")
 TRANSIENT = (TransientError, redis.ConnectionError, redis.TimeoutError, ConnectionError, TimeoutError)
@@ -173,10 +175,6 @@ def upsert(st: State, event: Event) -> None:
 
 
 def _upsert(st: State, event: Event, vectors_needed: bool, unchanged: bool) -> None:
-    from pipelines.embed import DIMENSIONS
-
-    import numpy as np
-
     chunks = _chunks(st, event.event_id)
     chunk_plan = ChunkPlan.model_validate_json(st.get_json("plan", event.event_id))
     redacted = RedactedDocument.model_validate_json(st.get_json("redacted", event.event_id))
