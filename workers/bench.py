@@ -8,13 +8,19 @@ are started and removed. Figures are ratios measured side by side, because a
 from __future__ import annotations
 
 import json
+import os
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import psutil
+
+from workers.local import LocalSluice
+from workers.state import State
 
 
 def write_beir_corpus(beir: Path, folder: Path, limit: int | None) -> int:
@@ -30,6 +36,31 @@ def write_beir_corpus(beir: Path, folder: Path, limit: int | None) -> int:
             (folder / f"{rec['_id']}.txt").write_text(body + "\n")
             n += 1
     return n
+
+
+@contextmanager
+def beir_sluice(beir: Path, limit: int | None = None) -> Iterator[tuple[LocalSluice, Path, int, State]]:
+    """A private sluice with its workers up and a BEIR corpus written as files, removed afterwards.
+
+    It never touches a configured Qdrant server: QDRANT_URL is put aside while it runs.
+    """
+    from workers import client
+    from workers.config import settings
+
+    server = os.environ.pop("QDRANT_URL", None)
+    try:
+        with tempfile.TemporaryDirectory(prefix="sluice-beir-") as tmp:
+            root = Path(tmp)
+            documents = write_beir_corpus(beir, root / "corpus", limit)
+            local = LocalSluice(root, max_in_flight="512", max_queue_depth="1024")
+            try:
+                local.start_workers()
+                yield local, root / "corpus", documents, client.connect(settings())
+            finally:
+                local.close()
+    finally:
+        if server is not None:
+            os.environ["QDRANT_URL"] = server
 
 
 class RssPeak:
@@ -77,23 +108,13 @@ def raw_embed_rate(texts: list[str]) -> float:
 def bench_ingest(beir: Path, limit: int | None = None) -> dict[str, Any]:
     from workers import client, tasks
     from workers.config import settings
-    from workers.local import LocalSluice
     from workers.sources import folder_source
 
-    with tempfile.TemporaryDirectory(prefix="sluice-bench-") as tmp:
-        root = Path(tmp)
-        folder = root / "corpus"
-        documents = write_beir_corpus(beir, folder, limit)
-        local = LocalSluice(root, max_in_flight="512", max_queue_depth="1024")
-        try:
-            local.start_workers()
-            st = client.connect(settings())
-            with RssPeak([p.pid for p in local.procs.values()]) as rss:
-                first = client.ingest(st, settings(), client.events_for([folder], settings()), wait=True)
-                again = client.ingest(st, settings(), client.events_for([folder], settings()), wait=True)
-            texts = tasks.texts.apply_async((folder_source(folder),)).get(timeout=300)
-        finally:
-            local.close()
+    with beir_sluice(beir, limit) as (local, folder, documents, st):
+        with RssPeak([p.pid for p in local.procs.values()]) as rss:
+            first = client.ingest(st, settings(), client.events_for([folder], settings()), wait=True)
+            again = client.ingest(st, settings(), client.events_for([folder], settings()), wait=True)
+        texts = client.ask(tasks.texts, (folder_source(folder),), 300)
     raw = raw_embed_rate(texts)
     chunks_per_s = len(texts) / first.elapsed_s
     return {

@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import re
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -102,9 +100,8 @@ def search_run(queries: dict[str, str], mode: Mode) -> Run:
 
 def evaluate_retrieval(beir: Path, limit_queries: int | None = None) -> dict[str, Any]:
     from workers import client
-    from workers.bench import write_beir_corpus
+    from workers.bench import beir_sluice
     from workers.config import settings
-    from workers.local import LocalSluice
 
     started = time.monotonic()
     corpus = load_jsonl(beir / "corpus.jsonl")
@@ -114,24 +111,12 @@ def evaluate_retrieval(beir: Path, limit_queries: int | None = None) -> dict[str
     queries = {q: str(all_queries[q]["text"]) for q in ids}
     qrels: Qrels = {q: all_qrels[q] for q in ids}
     out: dict[str, Any] = {}
-    server = os.environ.pop("QDRANT_URL", None)  # a fresh embedded index, never a configured server's
-    with tempfile.TemporaryDirectory(prefix="sluice-eval-") as tmp:
-        root = Path(tmp)
-        folder = root / "corpus"
-        documents = write_beir_corpus(beir, folder, None)
-        local = LocalSluice(root, max_in_flight="512", max_queue_depth="1024")
-        try:
-            local.start_workers()
-            st = client.connect(settings())
-            report = client.ingest(st, settings(), client.events_for([folder], settings()), wait=True)
-            ingested = time.monotonic()
-            for mode in MODES:
-                out[mode.value] = evaluate(search_run(queries, mode), qrels)
-            searched = time.monotonic()
-        finally:
-            local.close()
-            if server is not None:
-                os.environ["QDRANT_URL"] = server
+    with beir_sluice(beir) as (_, folder, documents, st):  # a fresh embedded index
+        report = client.ingest(st, settings(), client.events_for([folder], settings()), wait=True)
+        ingested = time.monotonic()
+        for mode in MODES:
+            out[mode.value] = evaluate(search_run(queries, mode), qrels)
+        searched = time.monotonic()
     out["rank_bm25"] = evaluate(rank_bm25_run(corpus, queries), qrels)
     out.update(
         queries=len(queries),
