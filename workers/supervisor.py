@@ -53,8 +53,10 @@ def _signal_group(p: subprocess.Popen[bytes], sig: int) -> None:
 
 def run_all(s: Settings, ingest_samples: bool = True) -> int:
     # `kill`, systemd and `docker stop` send SIGTERM: stop as cleanly as on Ctrl-C. The children
-    # run in their own sessions, so nothing else would ever stop them.
+    # run in their own sessions, so nothing else would ever stop them. SIGINT is set explicitly
+    # too: a process started in the background by a script inherits it ignored.
     signal.signal(signal.SIGTERM, _interrupted)
+    signal.signal(signal.SIGINT, _interrupted)
     data = s.data_dir.resolve()
     logs = data / "logs"
     logs.mkdir(parents=True, exist_ok=True)
