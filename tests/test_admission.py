@@ -59,4 +59,7 @@ def test_burst_waits_at_the_ingress_and_loses_nothing(small, tmp_path):
     report = result["r"]
     assert report.indexed == 40 and report.failed == []
     assert max(peak.values()) <= BOUND, peak
+    deadline = time.monotonic() + 120  # graph and summary follow-ups release the last events
+    while st.in_flight() and time.monotonic() < deadline:
+        time.sleep(0.1)
     assert st.in_flight() == 0
