@@ -6,6 +6,13 @@ Each point is one chunk: a named dense vector, a BM25 sparse vector and a
 payload. Point ids are uuid5(doc id, chunk hash), so replays are harmless.
 Qdrant is the source of truth for what is indexed: the chunk hashes and the
 document version live in the payloads.
+
+Besides chunks, the index holds one point per document summary (payload
+``kind: "summary"``, id uuid5(doc id, "summary")), so summaries are searched
+with the same vectors and filters. Every chunk-level operation (diff's chunk
+hashes, listings, counts, manifests) sees chunks only: a ``Where`` selects
+chunks unless it names another kind, and chunk points carry no ``kind`` (the
+points written before summaries were indexed stay valid as they are).
 """
 
 from __future__ import annotations
@@ -14,20 +21,27 @@ import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 import numpy as np
 
 DENSE = "dense"
 SPARSE = "bm25"
 SCHEMA_VERSION = 1
-KEYWORD_FIELDS = ("doc_id", "chunk_hash", "tenant", "source", "key", "file_type", "doc_version", "prefixes")
+KEYWORD_FIELDS = ("doc_id", "chunk_hash", "tenant", "source", "key", "file_type", "doc_version", "prefixes", "kind")
 DATETIME_FIELDS = ("created_at", "updated_at")
 _NAMESPACE = uuid.UUID("5b0f5a3e-8c1e-4b8e-9a53-6c1f1d1c0a11")
+SUMMARY = "summary"  # payload ``kind`` of summary points; chunk points have no ``kind``
+Kind = Literal["chunk", "summary"] | None  # None: every point (deletes of a whole document)
 
 
 def point_id(doc_id: str, chunk_hash: str) -> str:
     return str(uuid.uuid5(_NAMESPACE, f"{doc_id}:{chunk_hash}"))
+
+
+def summary_point_id(doc_id: str) -> str:
+    """One summary point per document: a new summary replaces the old one in place."""
+    return point_id(doc_id, SUMMARY)
 
 
 @dataclass(frozen=True)
@@ -54,20 +68,22 @@ class Where:
     """A backend-neutral filter, applied inside the vector search (never after it).
 
     ``equals`` matches keyword fields (an array field matches on any element);
-    ``ranges`` bounds datetime fields with ISO 8601 strings (gte, lte).
+    ``ranges`` bounds datetime fields with ISO 8601 strings (gte, lte);
+    ``kind`` picks chunk points (the default), summary points, or both (None).
     """
 
     equals: dict[str, str] = field(default_factory=dict)
     ranges: dict[str, tuple[str | None, str | None]] = field(default_factory=dict)
+    kind: Kind = "chunk"
 
     @classmethod
-    def of(cls, must: "Where | dict[str, str] | None") -> "Where | None":
-        if must is None or isinstance(must, Where):
-            return must or None
-        return cls(equals=dict(must)) if must else None
+    def of(cls, must: Where | dict[str, str] | None, kind: Kind = "chunk") -> Where:
+        if isinstance(must, Where):
+            return must
+        return cls(equals=dict(must or {}), kind=kind)
 
     def __bool__(self) -> bool:
-        return bool(self.equals or self.ranges)
+        return bool(self.equals or self.ranges or self.kind)
 
 
 @dataclass(frozen=True)
@@ -117,8 +133,8 @@ class Index(Protocol):
     def delete_document(self, doc_id: str) -> None: ...
     def chunk_hashes(self, doc_id: str) -> dict[str, dict[str, Any]]: ...
     def documents(self, source: str | None = None) -> dict[str, dict[str, Any]]: ...
-    def payloads(self, must: dict[str, str] | None = None) -> Iterable[dict[str, Any]]: ...
-    def count(self, must: dict[str, str] | None = None) -> int: ...
+    def payloads(self, must: dict[str, str] | None = None, kind: Kind = "chunk") -> Iterable[dict[str, Any]]: ...
+    def count(self, must: dict[str, str] | None = None, kind: Kind = "chunk") -> int: ...
     def query(
         self,
         dense: np.ndarray | None,
@@ -165,6 +181,8 @@ class EdgeIndex:
         )
         if any(path.iterdir()):
             self.shard = q.EdgeShard.load(str(path))
+            # shards made before summaries were indexed lack this index (creating it again is a no-op)
+            self.shard.update(q.UpdateOperation.create_field_index("kind", q.PayloadSchemaType.Keyword))
         else:
             self.shard = q.EdgeShard.create(str(path), config)
             for name in KEYWORD_FIELDS:
@@ -172,8 +190,8 @@ class EdgeIndex:
             for name in DATETIME_FIELDS:
                 self.shard.update(q.UpdateOperation.create_field_index(name, q.PayloadSchemaType.Datetime))
 
-    def _filter(self, must: Where | dict[str, str] | None):  # type: ignore[no-untyped-def]
-        where = Where.of(must)
+    def _filter(self, must: Where | dict[str, str] | None, kind: Kind = "chunk"):  # type: ignore[no-untyped-def]
+        where = Where.of(must, kind)
         if not where:
             return None
         q = self.q
@@ -181,7 +199,10 @@ class EdgeIndex:
         conditions += [
             q.FieldCondition(key=k, range=q.RangeDateTime(gte=lo, lte=hi)) for k, (lo, hi) in where.ranges.items()
         ]
-        return q.Filter(must=conditions)
+        summary = q.FieldCondition(key="kind", match=q.MatchValue(SUMMARY))
+        if where.kind == "summary":
+            conditions.append(summary)
+        return q.Filter(must=conditions or None, must_not=[summary] if where.kind == "chunk" else None)
 
     def upsert(self, points: Sequence[IndexPoint]) -> None:
         q = self.q
@@ -209,11 +230,11 @@ class EdgeIndex:
             self.shard.update(self.q.UpdateOperation.delete_points(ids))
 
     def delete_document(self, doc_id: str) -> None:
-        self.shard.update(self.q.UpdateOperation.delete_points_by_filter(self._filter({"doc_id": doc_id})))
+        self.shard.update(self.q.UpdateOperation.delete_points_by_filter(self._filter({"doc_id": doc_id}, None)))
 
-    def payloads(self, must: dict[str, str] | None = None) -> Iterable[dict[str, Any]]:
+    def payloads(self, must: dict[str, str] | None = None, kind: Kind = "chunk") -> Iterable[dict[str, Any]]:
         q = self.q
-        flt = self._filter(must)
+        flt = self._filter(must, kind)
 
         def page(offset, limit):  # type: ignore[no-untyped-def]
             return self.shard.scroll(q.ScrollRequest(offset=offset, limit=limit, filter=flt, with_payload=True))
@@ -226,8 +247,8 @@ class EdgeIndex:
     def documents(self, source: str | None = None) -> dict[str, dict[str, Any]]:
         return _documents_from(self.payloads({"source": source} if source else None))
 
-    def count(self, must: dict[str, str] | None = None) -> int:
-        return self.shard.count(self.q.CountRequest(filter=self._filter(must), exact=True))
+    def count(self, must: dict[str, str] | None = None, kind: Kind = "chunk") -> int:
+        return self.shard.count(self.q.CountRequest(filter=self._filter(must, kind), exact=True))
 
     def query(self, dense, sparse, limit, must=None):  # type: ignore[no-untyped-def]
         q = self.q
@@ -284,8 +305,8 @@ class ServerIndex:
                 for name in DATETIME_FIELDS:
                     self.client.create_payload_index(collection, name, models.PayloadSchemaType.DATETIME)
 
-    def _filter(self, must: Where | dict[str, str] | None):  # type: ignore[no-untyped-def]
-        where = Where.of(must)
+    def _filter(self, must: Where | dict[str, str] | None, kind: Kind = "chunk"):  # type: ignore[no-untyped-def]
+        where = Where.of(must, kind)
         if not where:
             return None
         m = self.m
@@ -293,7 +314,10 @@ class ServerIndex:
         conditions += [
             m.FieldCondition(key=k, range=m.DatetimeRange(gte=lo, lte=hi)) for k, (lo, hi) in where.ranges.items()
         ]
-        return m.Filter(must=conditions)
+        summary = m.FieldCondition(key="kind", match=m.MatchValue(value=SUMMARY))
+        if where.kind == "summary":
+            conditions.append(summary)
+        return m.Filter(must=conditions or None, must_not=[summary] if where.kind == "chunk" else None)
 
     def upsert(self, points: Sequence[IndexPoint]) -> None:
         m = self.m
@@ -324,11 +348,11 @@ class ServerIndex:
 
     def delete_document(self, doc_id: str) -> None:
         self.client.delete(
-            self.collection, points_selector=self.m.FilterSelector(filter=self._filter({"doc_id": doc_id}))
+            self.collection, points_selector=self.m.FilterSelector(filter=self._filter({"doc_id": doc_id}, None))
         )
 
-    def payloads(self, must: dict[str, str] | None = None) -> Iterable[dict[str, Any]]:
-        flt = self._filter(must)
+    def payloads(self, must: dict[str, str] | None = None, kind: Kind = "chunk") -> Iterable[dict[str, Any]]:
+        flt = self._filter(must, kind)
 
         def page(offset, limit):  # type: ignore[no-untyped-def]
             return self.client.scroll(
@@ -343,8 +367,8 @@ class ServerIndex:
     def documents(self, source: str | None = None) -> dict[str, dict[str, Any]]:
         return _documents_from(self.payloads({"source": source} if source else None))
 
-    def count(self, must: dict[str, str] | None = None) -> int:
-        return self.client.count(self.collection, count_filter=self._filter(must), exact=True).count
+    def count(self, must: dict[str, str] | None = None, kind: Kind = "chunk") -> int:
+        return self.client.count(self.collection, count_filter=self._filter(must, kind), exact=True).count
 
     def query(self, dense, sparse, limit, must=None):  # type: ignore[no-untyped-def]
         m = self.m

@@ -6,9 +6,9 @@ from datetime import datetime
 
 from pipelines.embed import Embedder
 from pipelines.errors import PermanentError
-from pipelines.index import Index, Where
+from pipelines.index import SUMMARY, Index, Kind, Where
 from pipelines.lexical import Bm25Encoder
-from schemas.search import Mode, SearchHit, SearchRequest
+from schemas.search import Mode, Scope, SearchHit, SearchRequest
 
 GROUP_OVERFETCH = 5  # chunks fetched per requested document when grouping
 
@@ -17,8 +17,11 @@ def _iso(d: datetime | None) -> str | None:
     return d.isoformat() if d else None
 
 
+_KINDS: dict[Scope, Kind] = {Scope.chunks: "chunk", Scope.summaries: "summary", Scope.all: None}
+
+
 def where(req: SearchRequest) -> Where:
-    """The request's filters as one index filter (tenant included when given)."""
+    """The request's filters as one index filter (tenant included when given; the scope picks point kinds)."""
     equals = dict(req.filters)
     for name in ("tenant", "doc_id", "file_type"):
         if getattr(req, name):
@@ -33,7 +36,7 @@ def where(req: SearchRequest) -> Where:
         )
         if lo or hi
     }
-    return Where(equals=equals, ranges=ranges)
+    return Where(equals=equals, ranges=ranges, kind=_KINDS[req.scope])
 
 
 def search(
@@ -64,6 +67,8 @@ def search(
                 text=f.payload.get("text", ""),
                 score=f.score,
                 retrievers=list(f.retrievers),
+                kind="summary" if f.payload.get("kind") == SUMMARY else "chunk",
+                summary_method=f.payload.get("summary_method"),
             )
         )
     return hits[: req.k]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import Enum
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -17,6 +18,15 @@ class Mode(str, Enum):
     lexical = "lexical"
     graph = "graph"  # chunks behind the query's entities and their graph neighbours
     mix = "mix"  # graph and hybrid fused by reciprocal rank
+
+
+class Scope(str, Enum):
+    """What a search looks through: chunk points (the default, as before), document summaries, or both.
+    Mode ``graph`` always finds chunks (the graph knows chunks only); ``mix`` fuses them with this scope."""
+
+    chunks = "chunks"
+    summaries = "summaries"
+    all = "all"
 
 
 class SearchRequest(BaseModel):
@@ -35,6 +45,7 @@ class SearchRequest(BaseModel):
     updated_before: datetime | None = None
     filters: dict[str, str] = Field(default_factory=dict, description="Any payload keyword field -> value.")
     group_by_document: bool = Field(default=False, description="Best chunk per document only.")
+    scope: Scope = Field(default=Scope.chunks, description="chunks, summaries (one per document) or all.")
 
     @field_validator("q")
     @classmethod
@@ -68,6 +79,8 @@ class SearchHit(BaseModel):
     text: str
     score: float
     retrievers: list[str] = Field(default_factory=list)
+    kind: Literal["chunk", "summary"] = "chunk"  # a summary hit's text is the document's summary
+    summary_method: str | None = None  # how that summary was made (extractive or which model)
 
 
 class SearchResponse(BaseModel):

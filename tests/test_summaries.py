@@ -382,3 +382,84 @@ def test_a_batch_survives_a_worker_restart(live):
     _wait_for(lambda: all(st.document(d).get("summary_kind") == "batch" for d in docs.values()))
     resent = [b for b in fake.created() if any(docs["levels.csv"] in x["custom_id"] for x in fake.lines(b))]
     assert resent == [batch_id]  # found again, never submitted twice
+
+def _search(q: str, **fields):
+    from schemas.search import SearchRequest
+    from workers import client
+
+    return client.search(SearchRequest(q=q, k=50, **fields))
+
+
+def _summary_hits(doc_ids) -> dict[str, list]:
+    hits = _search("summary of the document", scope="summaries")
+    return {d: [h for h in hits if h.doc_id == d] for d in doc_ids}
+
+
+def test_summaries_are_searchable_and_never_count_as_chunks(live):
+    from fake_openai import default_reply
+    from typer.testing import CliRunner
+
+    from workers import client, tasks
+    from workers.cli import app
+    from workers.config import settings
+
+    _, fake, root = live
+    fake.modes, fake.reply = [], default_reply  # "Summary: " and the document's first words
+    folder = root / "searchable"
+    folder.mkdir()
+    (folder / "handbook.md").write_text((SAMPLES / "water-treatment-handbook.md").read_text())
+    (folder / "overview.md").write_text((SAMPLES / "sluice-overview.md").read_text())
+    docs = _documents(folder)
+    st = client.connect(settings())
+    _wait_for(lambda: all(st.document(d).get("summary_kind") == "batch" for d in docs.values()))
+
+    def batch_summaries_indexed():  # the extractive summary's point is replaced, not joined, by the batch one
+        found = _summary_hits(docs.values())
+        return found if all(len(h) == 1 and h[0].summary_method.startswith("OpenAI Batch API")
+                            for h in found.values()) else None
+
+    found = _wait_for(batch_summaries_indexed)
+    for d, (hit,) in found.items():
+        assert hit.kind == "summary" and hit.text == st.document(d)["summary"] and hit.text.startswith("Summary:")
+
+    handbook = docs["handbook.md"]
+    top = _search("water treatment handbook summary", scope="summaries", doc_id=handbook)
+    assert [h.kind for h in top] == ["summary"]
+    chunks_only = _search("Summary: water treatment")  # the default scope: chunks, exactly as before
+    assert chunks_only and all(h.kind == "chunk" and h.position >= 0 for h in chunks_only)
+    both = _search("Summary: water treatment", scope="all", group_by_document=True)
+    assert len({h.doc_id for h in both}) == len(both) and {h.kind for h in _search("Summary: water", scope="all")} == {
+        "chunk", "summary"}
+
+    # chunk-level views ignore summary points: listings, manifests, counts
+    listing = client.ask(tasks.document, (handbook,))
+    assert listing and all("kind" not in p for p in listing)
+    assert [p["position"] for p in listing] == list(range(len(listing)))
+    indexed = client.manifest(None)
+    assert all(indexed[d]["chunks"] == int(st.document(d)["chunks"]) for d in docs.values())
+    assert client.ask(tasks.ping)["chunks"] == sum(info["chunks"] for info in indexed.values())
+
+    out = CliRunner().invoke(app, ["search", "water treatment", "--scope", "summaries", "--json"])
+    assert out.exit_code == 0, out.output
+    assert {h["kind"] for h in json.loads(out.output)} == {"summary"}
+
+    # unchanged re-ingest embeds nothing (diff never sees the summary point) and keeps the summary
+    report = client.ingest(st, settings(), client.events_for([folder], settings()), wait=True)
+    assert report.chunks_embedded == 0 and report.unchanged == 2
+    assert all(len(h) == 1 for h in _summary_hits(docs.values()).values())
+
+    # an edit replaces the summary point; a delete removes it
+    (folder / "handbook.md").write_text("# Pump maintenance\n\nThe intake pumps are serviced every spring by the "
+                                        "operators of the river station, who replace worn impellers.")
+    (folder / "overview.md").unlink()
+    client.ingest(st, settings(), client.events_for([folder], settings()), wait=True)
+    version = st.indexed_version(handbook)
+
+    def settled():
+        found = _summary_hits(docs.values())
+        (hit,) = found[handbook] or [None]
+        return hit if hit and found[docs["overview.md"]] == [] and "intake pumps" in hit.text else None
+
+    hit = _wait_for(settled)
+    assert hit.text == st.document(handbook)["summary"] and version
+    assert _search("sluice overview", scope="summaries", doc_id=docs["overview.md"]) == []

@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
 from pipelines.errors import PermanentError
-from schemas.search import Mode, SearchRequest, SearchResponse
+from schemas.search import Mode, Scope, SearchRequest, SearchResponse
 from workers import client
 from workers.config import settings
 from workers.webhooks import webhook_router
@@ -97,6 +97,7 @@ def create_app() -> FastAPI:
         updated_after: datetime | None = None,
         updated_before: datetime | None = None,
         group_by_document: bool = False,
+        scope: Scope = Scope.chunks,
         filter: Annotated[list[str], Query(description="field:value, repeatable")] = [],  # noqa: B006
     ) -> SearchResponse:
         unknown = sorted(set(request.query_params) - SEARCH_PARAMS)

@@ -31,6 +31,7 @@ STAGE_QUEUES = {
     "summarise": "graph",
     "summary_tick": "summary",
     "graph_apply": "index",
+    "summary_index": "index",
     "graph_query": "query",
     "graph_communities": "query",
 }

@@ -11,7 +11,7 @@ from typing import Annotated, Optional
 import typer
 
 from pipelines import runtime  # noqa: F401  (offline switches first)
-from schemas.search import Mode
+from schemas.search import Mode, Scope
 from workers import config
 
 app = typer.Typer(help="sluice: event-driven document ingestion and search.", no_args_is_help=True)
@@ -215,6 +215,8 @@ def search(
     query: Annotated[str, typer.Argument(help="What to look for.")],
     k: Annotated[int, typer.Option(min=1, max=100)] = 10,
     mode: Annotated[Mode, typer.Option(help="How to match.")] = Mode.hybrid,
+    scope: Annotated[Scope, typer.Option(help="Search chunks, document summaries, or all.")] = Scope.chunks,
+    group_by_document: Annotated[bool, typer.Option("--group-by-document", help="Best hit per document.")] = False,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Search the index through the query worker."""
@@ -225,7 +227,7 @@ def search(
 
     _connect()
     try:
-        hits = run_search(SearchRequest(q=query, k=k, mode=mode))
+        hits = run_search(SearchRequest(q=query, k=k, mode=mode, scope=scope, group_by_document=group_by_document))
     except NoAnswer:
         hits = None  # leave the except block first: the pending result is cleaned up while Redis is still there
     if hits is None:
@@ -236,6 +238,7 @@ def search(
         return
     for i, h in enumerate(hits, 1):
         where = h.key + (f" p.{h.page}" if h.page else "") + (f" § {h.section}" if h.section else "")
+        where += f"  (summary: {h.summary_method})" if h.kind == "summary" else ""
         typer.echo(f"{i:2}. {h.score:.4f}  {where}  [{h.doc_id[:12]}]\n    {h.text[:200]!s}")
 
 

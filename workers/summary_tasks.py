@@ -10,6 +10,9 @@ worker, restarted or not, carries on where the last tick stopped.
 A summary is kept under ``sluice:summary:<doc id>`` and copied onto the
 document's status hash (what ``GET /documents/{id}`` and ``sluice status``
 show); both writes are refused if the document's content changed meanwhile.
+Each stored summary is then indexed as a search point by ``summary_index`` in
+the query worker (the index's owner; writes reach it through its ``index``
+queue), with the document id as the only argument.
 """
 
 from __future__ import annotations
@@ -91,7 +94,7 @@ def _prompt() -> Prompt:
 def summariser(st: State, client: Any = None) -> BatchSummariser:
     hooks = Hooks(
         current_version=st.indexed_version,
-        deliver=lambda s: store_summary(st, s),
+        deliver=lambda s: publish(st, s),
         give_up=lambda doc_id, version, reason: _note(st, doc_id, version, summary_error=reason),
         scrub=lambda text: resources.redactor().redact(text).text,  # the redact stage, again
     )
@@ -147,6 +150,14 @@ def store_summary(st: State, s: Summary) -> bool:
     return _if_current(st, s.doc_id, s.version, write)
 
 
+def publish(st: State, s: Summary) -> bool:
+    """Store a summary and have the query worker index it (searchable); False if the content changed."""
+    if not store_summary(st, s):
+        return False
+    summary_index.delay(s.doc_id)
+    return True
+
+
 def _note(st: State, doc_id: str, version: str, **fields: str) -> None:
     _if_current(st, doc_id, version, lambda pipe: pipe.hset(f"{P}doc:{doc_id}", mapping=fields))
 
@@ -184,12 +195,21 @@ def summarise(st: State, event: Event) -> None:
     texts = [c.text for c in followup_chunks(st, event.event_id)]
     local = Summary(doc_id=event.doc_id, version=event.version, text=extractive_summary(texts), kind="extractive",
                     method=EXTRACTIVE_METHOD, created_at=time.time())
-    if not store_summary(st, local) or not batch_enabled():
+    if not publish(st, local) or not batch_enabled():
         return
     s = settings()
     b = summariser(st)
     b.enqueue(plan(event.doc_id, event.version, texts, b.prompt, b.count, s.summary_input_tokens, b.cfg.words,
                    time.time()))
+
+
+@app.task(name="sluice.summary_index")
+def summary_index(doc_id: str) -> str:
+    """Query worker: make the document's summary point match its stored summary (idempotent)."""
+    from pipelines.summary_index import index_summary
+
+    st = resources.state()
+    return index_summary(resources.index(), resources.embedder(), resources.bm25(), summary(st, doc_id), doc_id)
 
 
 @app.task(name="sluice.summary_tick")
