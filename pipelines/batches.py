@@ -16,6 +16,12 @@ Failure modes and what happens:
 - a result for content that changed since: discarded.
 - a crash between ``files.create`` and recording the batch: the submission
   record finds the batch again by its metadata, or re-queues its requests.
+
+Relation requests (pipelines/relations.py) ride in the same batches, at the
+same price and under the same budget. Their answers are validated line by
+line; a rejected answer is counted (``rejected``, ``relations_rejected``) and
+dropped, never applied and never retried. A transport failure of such a line
+(an error line, an unfinished batch) is retried like a summary's.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from pipelines.relations import validate
 from pipelines.summarise import (
     LineResult,
     Prompt,
@@ -36,6 +43,7 @@ from pipelines.summarise import (
     cost_usd,
     parse_results,
 )
+from schemas.graph import ChunkRelations
 from schemas.summaries import (
     BatchRecord,
     Submission,
@@ -104,6 +112,7 @@ class Hooks:
     deliver: Callable[[Summary], bool]  # store a summary; False if the document changed meanwhile
     give_up: Callable[[str, str, str], None]  # (doc id, version, reason): no batch summary after all
     scrub: Callable[[str], str] = lambda text: text  # the redact stage, run again on returned text
+    relations: Callable[[ChunkRelations], bool] = lambda found: False  # validated relations, to the graph
 
 
 class BatchSummariser:
@@ -206,7 +215,8 @@ class BatchSummariser:
         committed = self.totals().committed_usd
         chosen, estimate = [], 0.0
         for r in waiting:
-            cost = cost_usd(self.cfg.model, r.input_tokens, self.cfg.output_tokens, self.cfg.prices, self.cfg.discount)
+            cost = cost_usd(self.cfg.model, r.input_tokens, r.max_tokens or self.cfg.output_tokens, self.cfg.prices,
+                            self.cfg.discount)
             if cost is None:
                 self._refuse(f"no price for model {self.cfg.model!r} in the price table; not submitting")
                 return [], 0.0
@@ -263,7 +273,7 @@ class BatchSummariser:
     def _collect(self, rec: BatchRecord, remote: Any) -> None:
         results = parse_results(self._content(remote.output_file_id), self._content(remote.error_file_id))
         errors = [f"{e.code}: {e.message}" for e in ((remote.errors.data or []) if remote.errors else [])]
-        counts = {"succeeded": 0, "failed": 0, "unfinished": 0, "discarded": 0}
+        counts = {"succeeded": 0, "failed": 0, "unfinished": 0, "discarded": 0, "rejected": 0}
         for cid in rec.custom_ids:
             outcome = self._settle(cid, results.get(cid), remote.status, rec.id)
             counts[outcome] = counts.get(outcome, 0) + 1
@@ -290,6 +300,8 @@ class BatchSummariser:
             for key, _ in self.store.items(f"parts:{r.doc_id}:{r.version[:16]}:"):
                 self.store.delete(key)
             return "discarded"
+        if r.kind == "relations" and result is not None and (result.ok or result.refusal):
+            return self._relations(r, result, batch_id)
         if result is not None and result.ok:
             self._succeeded(r, result.text, batch_id)
             return "succeeded"
@@ -326,6 +338,22 @@ class BatchSummariser:
                                    created_at=self.clock()))
         self.store.delete(f"req:{r.custom_id}")
 
+    def _relations(self, r: SummaryRequest, result: LineResult, batch_id: str) -> str:
+        """Validate one relation answer; apply it only if all of it holds."""
+        verdict = validate(result.text if result.ok else None, result.refusal or None, r.entities)
+        self.store.delete(f"req:{r.custom_id}")
+        meta = self.store.get("meta") or {}
+        if verdict.rejected:
+            self.store.put("meta", {**meta, "relations_rejected": int(meta.get("relations_rejected", 0)) + 1,
+                                    "last_rejection": verdict.rejected})
+            log.warning("relation answer %s in batch %s rejected: %s", r.custom_id, batch_id, verdict.rejected)
+            return "rejected"
+        assert r.chunk_hash is not None
+        self.hooks.relations(ChunkRelations(doc_id=r.doc_id, version=r.version, chunk_hash=r.chunk_hash,
+                                            relations=verdict.relations))
+        self.store.put("meta", {**meta, "relations_delivered": int(meta.get("relations_delivered", 0)) + 1})
+        return "succeeded"
+
     # -- accounting ----------------------------------------------------------
 
     def totals(self) -> SummaryTotals:
@@ -342,4 +370,6 @@ class BatchSummariser:
             committed_usd=round(spent + sum(b.estimated_usd for b in batches if b.state == "open"), 9),
             budget_usd=self.cfg.budget_usd, refusals=int(meta.get("refusals", 0)),
             last_refusal=str(meta.get("last_refusal", "")), given_up=int(meta.get("given_up", 0)),
+            relations_delivered=int(meta.get("relations_delivered", 0)),
+            relations_rejected=int(meta.get("relations_rejected", 0)), last_rejection=str(meta.get("last_rejection", "")),
         )

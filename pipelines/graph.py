@@ -10,6 +10,11 @@ Anything whose counters reach zero disappears with its last supporting chunk.
 
 People appear only as the pseudonym tokens redaction left (``<PERSON_…>``),
 so they link across documents without a name ever reaching the graph.
+
+Typed relations (a model's validated structured output, pipelines/relations.py)
+are part of the chunk they were stated in, inside the same contribution: they
+are counted per (subject, predicate, object) and chunk, like everything else,
+so they come and go with their document and the property above still holds.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ import regex as re
 from schemas.graph import (
     ChunkEntities,
     ChunkRef,
+    ChunkRelations,
     Community,
     DocContribution,
     Entity,
@@ -40,8 +46,10 @@ from schemas.graph import (
     Mention,
     Neighbour,
     PathStep,
+    Relation,
 )
 
+Triple = tuple[str, str, str]  # (subject key, predicate, object key)
 # spaCy labels that become graph entities; DATE becomes an attribute, PERSON
 # (names redaction missed) is never used: people enter only as pseudonyms.
 ENTITY_LABELS = frozenset({"ORG", "GPE", "LOC", "FAC", "PRODUCT", "EVENT", "LAW", "WORK_OF_ART", "NORP"})
@@ -163,6 +171,8 @@ class KnowledgeGraph:
         self.g = nx.Graph()  # edge data: weight (chunks where both occur), chunks {chunk id: n}
         self.nodes: dict[str, _Node] = {}
         self.docs: dict[str, DocContribution] = {}
+        self.relations: dict[Triple, dict[str, int]] = {}  # (subject, predicate, object) -> {chunk id: n}
+        self._relations_of: dict[str, set[Triple]] = {}  # entity -> the triples it is an end of
         self.revision = 0
         self._lookup: _Lookup | None = None
 
@@ -193,6 +203,7 @@ class KnowledgeGraph:
     def _apply(self, c: DocContribution, sign: int) -> None:
         touched_nodes: set[str] = set()
         touched_edges: set[tuple[str, str]] = set()
+        touched_relations: set[Triple] = set()
         for ch in c.chunks:
             cid = f"{c.doc_id}:{ch.chunk_hash}"
             for m in ch.mentions:
@@ -219,28 +230,50 @@ class KnowledgeGraph:
                 data["weight"] += sign
                 _bump(data["chunks"], cid, sign)
                 touched_edges.add((a, b))
+            touched_relations.update(self._apply_relations(ch, cid, set(keys), sign))
         for a, b in touched_edges:
             if self.g[a][b]["weight"] == 0:
                 self.g.remove_edge(a, b)
+        for t in touched_relations:
+            if not self.relations.get(t):
+                self.relations.pop(t, None)
+                for end in (t[0], t[2]):
+                    self._relations_of.get(end, set()).discard(t)
+                    if not self._relations_of.get(end, True):
+                        del self._relations_of[end]
         for k in touched_nodes:
             if self.nodes[k].mentions == 0:
                 del self.nodes[k]
                 self.g.remove_node(k)
 
-    def canonical(self) -> tuple[dict[str, Any], dict[tuple[str, str], Any]]:
+    def _apply_relations(self, ch: ChunkEntities, cid: str, keys: set[str], sign: int) -> set[Triple]:
+        """A chunk's typed relations; only between its own entities (the same rule adding and removing)."""
+        touched = set()
+        for rel in ch.relations:
+            if rel.subject == rel.object or not {rel.subject, rel.object} <= keys:
+                continue
+            t = (rel.subject, rel.predicate, rel.object)
+            _bump(self.relations.setdefault(t, {}), cid, sign)
+            self._relations_of.setdefault(rel.subject, set()).add(t)
+            self._relations_of.setdefault(rel.object, set()).add(t)
+            touched.add(t)
+        return touched
+
+    def canonical(self) -> tuple[dict[str, Any], dict[tuple[str, str], Any], dict[Triple, dict[str, int]]]:
         """Everything the graph holds, order-free: two graphs are equal iff these are."""
         nodes = {
             k: (n.mentions, n.types, n.aliases, n.chunks, n.docs, n.dates)
             for k, n in self.nodes.items()
         }
         assert set(self.g.nodes) == set(nodes), "networkx graph out of step with the counters"
+        assert all(t[0] in nodes and t[2] in nodes for t in self.relations), "a relation outlived its entity"
         edges = {tuple(sorted((a, b))): (d["weight"], d["chunks"]) for a, b, d in self.g.edges(data=True)}
-        return nodes, edges  # type: ignore[return-value]
+        return nodes, edges, dict(self.relations)  # type: ignore[return-value]
 
     def stats(self) -> GraphStats:
         return GraphStats(
             documents=len(self.docs), entities=self.g.number_of_nodes(), edges=self.g.number_of_edges(),
-            revision=self.revision,
+            revision=self.revision, relations=len(self.relations),
         )
 
     # -- views -------------------------------------------------------------
@@ -262,6 +295,18 @@ class KnowledgeGraph:
         adj = self.g.adj[key]
         best = sorted(adj, key=lambda o: (-adj[o]["weight"], o))[:limit]
         return [Neighbour(entity=self.ref(o), weight=adj[o]["weight"]) for o in best]
+
+    def relations_of(self, key: str, limit: int = 25, chunks_per_relation: int = 3) -> list[Relation]:
+        """Typed relations with ``key`` at either end, most supported first."""
+        out = []
+        for t in self._relations_of.get(key, ()):
+            subject, predicate, obj = t
+            support = self.relations[t]
+            other, direction = (obj, "out") if subject == key else (subject, "in")
+            refs = [chunk_ref(c) for c in sorted(support, key=lambda c: (-support[c], c))[:chunks_per_relation]]
+            out.append(Relation(predicate=predicate, direction=direction, entity=self.ref(other),
+                                weight=sum(support.values()), chunks=refs))
+        return sorted(out, key=lambda r: (-r.weight, r.predicate, r.direction, r.entity.id))[:limit]
 
     def chunks_of(self, key: str, limit: int = 20) -> list[ChunkRef]:
         n = self.nodes[key]
@@ -462,6 +507,27 @@ class GraphSet:
             part = self._part.pop(doc_id, None)
             return bool(part) and self.graphs[part].remove(doc_id)
 
+    def attach(self, found: ChunkRelations) -> str:
+        """Put a chunk's validated relations into its document's contribution (replacing earlier ones).
+
+        "applied" or "unchanged"; "waiting" when the graph does not hold that version
+        (yet: the caller knows whether it is coming or gone); "stale" when that version
+        has no such chunk.
+        """
+        with self.lock:
+            part = self._part.get(found.doc_id)
+            current = self.graphs[part].docs.get(found.doc_id) if part else None
+            if current is None or current.version != found.version:
+                return "waiting"
+            if not any(ch.chunk_hash == found.chunk_hash for ch in current.chunks):
+                return "stale"
+            chunks = [ch.model_copy(update={"relations": found.relations}) if ch.chunk_hash == found.chunk_hash else ch
+                      for ch in current.chunks]
+            if chunks == current.chunks:
+                return "unchanged"
+            self.apply(current.model_copy(update={"chunks": chunks}))
+            return "applied"
+
     def communities(self, tenant: str | None = None) -> list[Community]:
         """Louvain on a snapshot (writers are not blocked while it runs), cached per graph revision."""
         part = self.partition(tenant)
@@ -480,5 +546,6 @@ class GraphSet:
 
 def dumps_canonical(kg: KnowledgeGraph) -> str:
     """Stable JSON of a graph's full content (for comparing two query workers or a rebuild)."""
-    nodes, edges = kg.canonical()
-    return json.dumps({"nodes": nodes, "edges": {"|".join(k): v for k, v in edges.items()}}, sort_keys=True)
+    nodes, edges, relations = kg.canonical()
+    return json.dumps({"nodes": nodes, "edges": {"|".join(k): v for k, v in edges.items()},
+                       "relations": {"|".join(k): v for k, v in relations.items()}}, sort_keys=True)

@@ -110,8 +110,10 @@ def run(gs: GraphSet, index: Index, op: str, params: dict[str, Any]) -> Any:
             key = resolve(kg, params["id"])
             if key is None:
                 return None
+            relations = [r.model_copy(update={"chunks": fill(index, r.chunks)})
+                         for r in kg.relations_of(key, params.get("limit", 25))]
             detail = EntityDetail(entity=kg.entity(key), neighbours=kg.neighbours(key, params.get("limit", 25)),
-                                  chunks=fill(index, kg.chunks_of(key, params.get("chunks", 10))))
+                                  relations=relations, chunks=fill(index, kg.chunks_of(key, params.get("chunks", 10))))
             return detail.model_dump()
         if op == "path":
             a, b = resolve(kg, params["from"]), resolve(kg, params["to"])

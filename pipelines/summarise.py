@@ -211,7 +211,11 @@ def combine(
 
 
 def batch_line(req: SummaryRequest, model: str, max_tokens: int) -> str:
-    body = {"model": model, "messages": req.messages, "max_completion_tokens": max_tokens, "temperature": 0}
+    """One JSONL line; relation requests add their strict ``response_format`` (structured outputs)."""
+    body = {"model": model, "messages": req.messages, "max_completion_tokens": req.max_tokens or max_tokens,
+            "temperature": 0}
+    if req.response_format:
+        body["response_format"] = req.response_format
     return json.dumps({"custom_id": req.custom_id, "method": "POST", "url": "/v1/chat/completions", "body": body})
 
 
@@ -223,6 +227,7 @@ class LineResult:
     input_tokens: int = 0
     output_tokens: int = 0
     error: str = ""
+    refusal: str = ""  # structured outputs: the model declined (message.refusal)
 
 
 def parse_results(*files: str) -> dict[str, LineResult]:
@@ -250,12 +255,15 @@ def _result(cid: str, line: dict) -> LineResult:
     error = line.get("error") or body.get("error")
     if response.get("status_code") == 200 and not error:
         try:
-            text = body["choices"][0]["message"]["content"]
-        except (KeyError, IndexError, TypeError):
-            text = None
+            message = body["choices"][0]["message"]
+            text, refusal = message.get("content"), message.get("refusal")
+        except (KeyError, IndexError, TypeError, AttributeError):
+            text, refusal = None, None
+        if isinstance(refusal, str) and refusal.strip():
+            return LineResult(cid, False, error="the model refused", refusal=refusal.strip()[:300], **tokens)
         if isinstance(text, str) and text.strip():
             return LineResult(cid, True, text.strip(), **tokens)
-        return LineResult(cid, False, error="no summary text in the response", **tokens)
+        return LineResult(cid, False, error="no text in the response", **tokens)
     message = error.get("message") if isinstance(error, dict) else str(error or "")
     return LineResult(cid, False, error=f"HTTP {response.get('status_code')}: {message}"[:300], **tokens)
 

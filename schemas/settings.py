@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -41,7 +42,7 @@ class Settings(BaseSettings):
 
     # Embedding.
     embed_batch_size: int = 16
-    embed_backend: str = "auto"  # auto | torch | onnx
+    embed_backend: Literal["auto", "torch", "onnx"] = "auto"  # auto: torch on CUDA, else onnxruntime
     chunk_tokens: int = 256
     chunk_overlap_tokens: int = 32
 
@@ -79,6 +80,9 @@ class Settings(BaseSettings):
     summary_prices: dict[str, tuple[float, float]] = {"gpt-4o-mini": (0.15, 0.60), "gpt-4.1-mini": (0.40, 1.60)}
     summary_batch_discount: float = 0.5
     summary_budget_usd: float | None = 10.0  # refuse to submit past this total; None: no limit
+    # With a model configured, also ask it (same batches, budget and model) for typed relations
+    # between the entities of each chunk (pipelines/relations.py).
+    graph_relations: bool = True
     graph_hops: int = 1  # graph search walks this many co-occurrence steps from the query's entities
     graph_communities_interval_s: float = 900.0
 

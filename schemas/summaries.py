@@ -6,7 +6,7 @@ the extractive summary stays), and is JSON so an operator can read it.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -28,7 +28,12 @@ class Summary(BaseModel):
 
 
 class SummaryRequest(BaseModel):
-    """One line of a batch: waiting, being submitted, or submitted."""
+    """One line of a batch: waiting, being submitted, or submitted.
+
+    Most lines ask for a summary; ``kind="relations"`` lines ask for one chunk's typed
+    relations as structured output (``response_format``), answered only with ``entities``.
+    Both share one lifecycle, one price table and one budget (pipelines/batches.py).
+    """
 
     custom_id: str  # doc id + content hash (+ part), so results map back without any other state
     doc_id: str
@@ -45,6 +50,11 @@ class SummaryRequest(BaseModel):
     submission: str | None = None
     queued_at: float
     last_error: str = ""
+    kind: Literal["summary", "relations"] = "summary"
+    response_format: dict[str, Any] | None = None
+    max_tokens: int | None = None  # None: the configured summary length
+    chunk_hash: str | None = None  # relations: the chunk asked about ...
+    entities: list[str] = Field(default_factory=list)  # ... and the only entity keys an answer may use
 
 
 class BatchRecord(BaseModel):
@@ -65,6 +75,7 @@ class BatchRecord(BaseModel):
     failed: int = 0
     unfinished: int = 0
     discarded: int = 0  # results for content that changed since
+    rejected: int = 0  # relation answers that failed validation (never applied, never retried)
     errors: list[str] = Field(default_factory=list)
 
 
@@ -90,3 +101,6 @@ class SummaryTotals(BaseModel):
     refusals: int = 0
     last_refusal: str = ""
     given_up: int = 0
+    relations_delivered: int = 0  # chunks whose validated relations went to the graph
+    relations_rejected: int = 0  # relation answers rejected: bad JSON, schema, unknown entity, refusal
+    last_rejection: str = ""

@@ -4,12 +4,20 @@ Tests tell it what the next batches do (``modes``): complete, fail (validation),
 expire or stay in progress (part-done), fail some lines (``fail_lines``), or
 answer slowly (``delay_s``). Each GET of a batch moves it one step:
 validating -> in_progress -> (after ``steps`` more polls) its final state.
+
+Lines that ask for structured output (``response_format`` of type
+``json_schema``) get an answer derived from the request (``derived_relations``:
+the listed entities a sentence of the chunk relates by a keyword), unless
+``malformed`` says to break it (bad JSON, a schema violation, an entity not in
+the list, a refusal). A line whose schema strict mode would refuse fails
+with HTTP 400, as OpenAI's would.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import re
 import socket
 import threading
 import time
@@ -28,6 +36,54 @@ def default_reply(custom_id: str, messages: list[dict[str, str]]) -> str:
     return "Summary: " + " ".join(text.split()[:16])
 
 
+# keyword in a sentence -> the predicate between the first two non-person entities it names
+KEYWORDS = {"suppl": "supplies", "contract": "contracts_with", "owns ": "owns", "regulat": "regulates",
+            "fund": "funds", "operat": "operates", "member": "member_of"}
+MALFORMED = {
+    "bad_json": lambda rels: '{"relations": [{"subject": ',
+    "schema": lambda rels: json.dumps({"relations": [{**r, "predicate": "is_friends_with"} for r in rels] or [
+        {"subject": "x", "predicate": "is_friends_with", "object": "y"}]}),
+    "extra_field": lambda rels: json.dumps({"relations": rels, "confidence": 0.9}),
+    "unknown_entity": lambda rels: json.dumps({"relations": [*rels, {"subject": "hooli", "predicate": "owns",
+                                                                     "object": rels[0]["object"] if rels else "x"}]}),
+}
+
+
+def _between(text: str, name: str) -> str:
+    return text.split(f"<{name}>", 1)[-1].split(f"</{name}>", 1)[0]
+
+
+def derived_relations(custom_id: str, messages: list[dict[str, str]]) -> list[dict[str, str]]:
+    """What a careful model would say about the chunk: only listed entities, only allowed predicates."""
+    user = messages[-1]["content"]
+    entities = [json.loads(x) for x in _between(user, "entities").strip().splitlines() if x.strip()]
+    out = []
+    for sentence in re.split(r"(?<=[.!?])\s+(?=[A-Z<])", " ".join(_between(user, "chunk").split())):
+        named = sorted((sentence.find(e["name"]), e["id"]) for e in entities
+                       if e["type"] != "PERSON" and e["name"] in sentence)
+        predicate = next((p for k, p in KEYWORDS.items() if k in sentence.lower()), None)
+        if predicate and len(named) >= 2 and named[0][1] != named[1][1]:
+            out.append({"subject": named[0][1], "predicate": predicate, "object": named[1][1]})
+    return out
+
+
+def strict_problems(schema: dict[str, Any], where: str = "$") -> list[str]:
+    """What OpenAI's strict mode would refuse: objects must close and require every property."""
+    found = []
+    if schema.get("type") == "object":
+        if schema.get("additionalProperties") is not False:
+            found.append(f"{where}: additionalProperties must be false")
+        if set(schema.get("required", [])) != set(schema.get("properties", {})):
+            found.append(f"{where}: every property must be required")
+    for key, sub in schema.get("properties", {}).items():
+        found += strict_problems(sub, f"{where}.{key}")
+    for key, sub in schema.get("$defs", {}).items():
+        found += strict_problems(sub, f"{where}.$defs.{key}")
+    if isinstance(schema.get("items"), dict):
+        found += strict_problems(schema["items"], f"{where}[]")
+    return found
+
+
 @dataclass
 class FakeOpenAI:
     modes: list[str] = field(default_factory=list)  # per new batch: complete | fail | expire | hang
@@ -36,6 +92,8 @@ class FakeOpenAI:
     fail_lines: dict[str, int] = field(default_factory=dict)  # custom_id substring -> times to fail it
     delay_s: float = 0.0
     reply: Callable[[str, list[dict[str, str]]], str] = default_reply
+    relations: Callable[[str, list[dict[str, str]]], list[dict[str, str]]] = derived_relations
+    malformed: dict[str, str] = field(default_factory=dict)  # custom_id or text substring -> MALFORMED key | "refusal"
     files: dict[str, dict[str, Any]] = field(default_factory=dict)
     batches: dict[str, dict[str, Any]] = field(default_factory=dict)
     calls: list[str] = field(default_factory=list)
@@ -93,11 +151,18 @@ class FakeOpenAI:
                                          "body": {"error": {"message": "the server had an error", "type": "server_error"}}}})
                 continue
             messages = line["body"]["messages"]
-            text = self.reply(cid, messages)
+            problems = self._format_problems(line["body"].get("response_format"))
+            if problems:
+                err.append({"id": f"batch_req_{uuid.uuid4().hex[:12]}", "custom_id": cid, "error": None,
+                            "response": {"status_code": 400, "request_id": "req_x", "body": {"error": {
+                                "message": "; ".join(problems), "type": "invalid_request_error"}}}})
+                continue
+            message = self._answer(cid, line["body"])
+            text = message.get("content") or message.get("refusal") or ""
             prompt = sum(len(m["content"]) for m in messages) // 4
             body = {"id": f"chatcmpl-{uuid.uuid4().hex[:12]}", "object": "chat.completion", "created": int(time.time()),
                     "model": line["body"]["model"],
-                    "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": text}}],
+                    "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", **message}}],
                     "usage": {"prompt_tokens": prompt, "completion_tokens": len(text) // 4,
                               "total_tokens": prompt + len(text) // 4}}
             out.append({"id": f"batch_req_{uuid.uuid4().hex[:12]}", "custom_id": cid, "error": None,
@@ -109,6 +174,26 @@ class FakeOpenAI:
             b["output_file_id"] = self._file("\n".join(map(json.dumps, out)).encode() + b"\n", "out.jsonl", "batch_output")["id"]
         if err:
             b["error_file_id"] = self._file("\n".join(map(json.dumps, err)).encode() + b"\n", "err.jsonl", "batch_output")["id"]
+
+    @staticmethod
+    def _format_problems(fmt: dict[str, Any] | None) -> list[str]:
+        if fmt is None:
+            return []
+        spec = fmt.get("json_schema") or {}
+        if fmt.get("type") != "json_schema" or not isinstance(spec.get("schema"), dict):
+            return ["response_format must be a json_schema with a schema"]
+        return strict_problems(spec["schema"]) if spec.get("strict") is True else ["strict must be true"]
+
+    def _answer(self, cid: str, body: dict[str, Any]) -> dict[str, Any]:
+        """The assistant message: prose for a summary, structured JSON (or a refusal) when asked for."""
+        if not body.get("response_format"):
+            return {"content": self.reply(cid, body["messages"]), "refusal": None}
+        rels = self.relations(cid, body["messages"])
+        user = body["messages"][-1]["content"]
+        how = next((v for k, v in self.malformed.items() if k in cid or k in user), None)
+        if how == "refusal":
+            return {"content": None, "refusal": "I'm sorry, I can't help with that."}
+        return {"content": MALFORMED[how](rels) if how else json.dumps({"relations": rels}), "refusal": None}
 
     def app(self) -> FastAPI:
         api = FastAPI()

@@ -23,15 +23,26 @@ from pipelines.graph import (
     mentions_from,
     rrf,
 )
-from schemas.graph import ChunkEntities, DocContribution, Mention
+from schemas.graph import (
+    ChunkEntities,
+    ChunkRelations,
+    DocContribution,
+    Mention,
+    RelationMention,
+)
 
 
-def contribution(doc_id: str, chunks: list[list[str]], version: str = "v1", tenant: str = "default") -> DocContribution:
-    """Chunks given as lists of surface names; the chunk hash is derived from the names."""
+def contribution(doc_id: str, chunks: list[list[str]], version: str = "v1", tenant: str = "default",
+                 predicates: list[str | None] | None = None) -> DocContribution:
+    """Chunks given as lists of surface names; the chunk hash is derived from the names. A predicate
+    for a chunk relates its first name to its last (typed relations, as a model's answer would)."""
     out = []
     for pos, names in enumerate(chunks):
         mentions = [Mention(key=entity_key(n), text=n, type="PERSON" if n.startswith("<") else "ORG") for n in names]
-        out.append(ChunkEntities(chunk_hash=f"h{'-'.join(names)}", position=pos, mentions=mentions))
+        predicate = (predicates or [])[pos] if pos < len(predicates or []) else None
+        relations = [RelationMention(subject=mentions[0].key, predicate=predicate, object=mentions[-1].key)] if (
+            predicate and mentions and mentions[0].key != mentions[-1].key) else []
+        out.append(ChunkEntities(chunk_hash=f"h{'-'.join(names)}", position=pos, mentions=mentions, relations=relations))
     return DocContribution(doc_id=doc_id, version=version, tenant=tenant, chunks=out)
 
 
@@ -74,16 +85,34 @@ def test_spacy_extraction_links_people_across_chunks_without_names():
 
 NAMES = ["Acme", "ACME Inc.", "Globex", "Berlin", "Springfield", "<PERSON_3f9a1c2b>", "<PERSON_00aa11bb>", "GDPR"]
 chunk_st = st.lists(st.sampled_from(NAMES), min_size=0, max_size=4)
+predicate_st = st.sampled_from([None, "supplies", "owns", "located_in"])
 contrib_st = st.builds(
-    lambda doc, chunks, v: contribution(doc, chunks, v),
+    lambda doc, chunks, v, preds: contribution(doc, chunks, v, predicates=preds),
     st.sampled_from(["d1", "d2", "d3", "d4"]),
     st.lists(chunk_st, min_size=0, max_size=4),
     st.sampled_from(["v1", "v2", "v3"]),
+    st.lists(predicate_st, max_size=4),  # typed relations are part of the contribution
 )
 ops_st = st.lists(
-    st.one_of(st.tuples(st.just("put"), contrib_st), st.tuples(st.just("delete"), st.sampled_from(["d1", "d2", "d3", "d4"]))),
+    st.one_of(st.tuples(st.just("put"), contrib_st), st.tuples(st.just("delete"), st.sampled_from(["d1", "d2", "d3", "d4"])),
+              st.tuples(st.just("relate"), st.tuples(st.sampled_from(["d1", "d2", "d3", "d4"]), predicate_st))),
     max_size=14,
 )
+
+
+def _relate(c: DocContribution, predicate: str | None) -> ChunkRelations | None:
+    """A model's validated answer arriving for the first chunk of a document's current version."""
+    if not c.chunks or len({m.key for m in c.chunks[0].mentions}) < 2:
+        return None
+    keys = sorted({m.key for m in c.chunks[0].mentions})
+    relations = [RelationMention(subject=keys[0], predicate=predicate, object=keys[-1])] if predicate else []
+    return ChunkRelations(doc_id=c.doc_id, version=c.version, chunk_hash=c.chunks[0].chunk_hash, relations=relations)
+
+
+def _with(c: DocContribution, found: ChunkRelations) -> DocContribution:
+    chunks = [ch.model_copy(update={"relations": found.relations}) if ch.chunk_hash == found.chunk_hash else ch
+              for ch in c.chunks]
+    return c.model_copy(update={"chunks": chunks})
 
 
 def _run(ops, kg: KnowledgeGraph) -> dict[str, DocContribution]:
@@ -92,6 +121,11 @@ def _run(ops, kg: KnowledgeGraph) -> dict[str, DocContribution]:
         if op == "put":
             kg.add(arg)
             alive[arg.doc_id] = arg
+        elif op == "relate":
+            found = _relate(alive[arg[0]], arg[1]) if arg[0] in alive else None
+            if found:
+                alive[arg[0]] = _with(alive[arg[0]], found)
+                kg.add(alive[arg[0]])
         else:
             kg.remove(arg)
             alive.pop(arg, None)
@@ -109,8 +143,9 @@ def test_incremental_graph_equals_graph_rebuilt_from_surviving_documents(ops):
         return sorted((*sorted((a, b)), w) for a, b, w in g.edges(data="weight"))
 
     assert weights(kg.g) == weights(rebuilt.g)
-    if alive:  # views built from the counters agree too (names, types)
+    if alive:  # views built from the counters agree too (names, types, typed relations)
         assert [kg.entity(k) for k in sorted(kg.nodes)] == [rebuilt.entity(k) for k in sorted(rebuilt.nodes)]
+        assert [kg.relations_of(k) for k in sorted(kg.nodes)] == [rebuilt.relations_of(k) for k in sorted(rebuilt.nodes)]
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -123,6 +158,11 @@ def test_graph_reloaded_from_its_store_equals_the_rebuilt_graph(ops):
             if op == "put":
                 gs.apply(arg)
                 alive[arg.doc_id] = arg
+            elif op == "relate":  # through GraphSet.attach, as the query worker does
+                found = _relate(alive[arg[0]], arg[1]) if arg[0] in alive else None
+                if found:
+                    assert gs.attach(found) in ("applied", "unchanged")
+                    alive[arg[0]] = _with(alive[arg[0]], found)
             else:
                 gs.forget(arg)
                 alive.pop(arg, None)

@@ -301,7 +301,8 @@ def live(tmp_path_factory):
     fake = Served(FakeOpenAI())
     root = tmp_path_factory.mktemp("summaries")
     s = Sluice(root, openai_base_url=fake.url, summary_batch_size="2", summary_batch_age_s="2",
-               summary_poll_interval_s="1", openai_timeout_s="5")
+               summary_poll_interval_s="1", openai_timeout_s="5",
+               graph_relations="false")  # summaries only here; relations ride along in tests/test_relations.py
     s.start_workers()
     s.start("beat", "beat")
     yield s, fake.fake, root
@@ -382,6 +383,7 @@ def test_a_batch_survives_a_worker_restart(live):
     _wait_for(lambda: all(st.document(d).get("summary_kind") == "batch" for d in docs.values()))
     resent = [b for b in fake.created() if any(docs["levels.csv"] in x["custom_id"] for x in fake.lines(b))]
     assert resent == [batch_id]  # found again, never submitted twice
+
 
 def _search(q: str, **fields):
     from schemas.search import SearchRequest

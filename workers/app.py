@@ -31,6 +31,7 @@ STAGE_QUEUES = {
     "summarise": "graph",
     "summary_tick": "summary",
     "graph_apply": "index",
+    "graph_relations": "index",
     "summary_index": "index",
     "graph_query": "query",
     "graph_communities": "query",
@@ -39,7 +40,7 @@ PIPELINE_QUEUES = ("parse", "redact", "chunk", "embed", "graph", "summary")
 QUERY_QUEUES = ("index", "query")
 ALL_QUEUES = PIPELINE_QUEUES + QUERY_QUEUES
 
-app = Celery("sluice", include=["workers.tasks", "workers.graph_tasks", "workers.summary_tasks"])
+app = Celery("sluice", include=["workers.tasks", "workers.graph_tasks", "workers.summary_tasks", "workers.relation_tasks"])
 
 
 def beat_schedule(s: Settings) -> dict[str, dict[str, object]]:

@@ -48,8 +48,16 @@ def entity(entity: str, tenant: TenantOpt = None, as_json: JsonOpt = False) -> N
     lines = [f"{e['name']} [{e['id']}] {e['type']}: {e['mentions']} mentions in {e['documents']} documents",
              f"  aliases: {', '.join(e['aliases'])}"] + ([f"  dates: {', '.join(e['dates'])}"] if e["dates"] else [])
     lines += ["  neighbours:"] + [f"    {n['weight']:4}  {n['entity']['name']} [{n['entity']['id']}]" for n in found["neighbours"]]
+    lines += ["  relations:"] + [_relation(e["name"], r) for r in found["relations"]] if found["relations"] else []
     lines += ["  chunks:"] + [f"    {c['key']} #{c['position']}: {(c['text'] or '')[:120]}" for c in found["chunks"]]
     _print(found, as_json, lines)
+
+
+def _relation(name: str, r: dict[str, Any]) -> str:
+    """"Globex supplies Springfield" whichever end the entity is on."""
+    other = f"{r['entity']['name']} [{r['entity']['id']}]"
+    said = f"{name} {r['predicate']} {other}" if r["direction"] == "out" else f"{other} {r['predicate']} {name}"
+    return f"    {r['weight']:4}  {said}"
 
 
 @graph_app.command("path")

@@ -164,6 +164,9 @@ def graph_extract(st: State, event: Event) -> None:
         event.doc_id, event.version, [(c.position, c.hash, c.text) for c in chunks], tenant=event.tenant, key=event.key
     )
     st.put_json("graphcontrib", event.event_id, contribution.model_dump_json())
+    from workers import relation_tasks
+
+    relation_tasks.request(st, contribution, chunks)  # typed relations, when a model is configured
 
 
 # --------------------------------------------------------------------------- query worker side

@@ -92,9 +92,12 @@ def _prompt() -> Prompt:
 
 
 def summariser(st: State, client: Any = None) -> BatchSummariser:
+    from workers import relation_tasks
+
     hooks = Hooks(
         current_version=st.indexed_version,
         deliver=lambda s: publish(st, s),
+        relations=lambda found: relation_tasks.deliver(st, found),
         give_up=lambda doc_id, version, reason: _note(st, doc_id, version, summary_error=reason),
         scrub=lambda text: resources.redactor().redact(text).text,  # the redact stage, again
     )
