@@ -18,6 +18,7 @@ from schemas.graph import ChunkRef, EntityDetail
 from schemas.search import SearchHit
 
 OVERFETCH = 4  # graph candidates per requested hit, before filters
+GROUP_OVERFETCH = 5  # and per requested document when grouping (as pipelines/search.py)
 
 
 def _when(value: str | None) -> datetime | None:
@@ -65,21 +66,38 @@ def _hit(p: dict[str, Any], score: float, retrievers: list[str]) -> SearchHit:
     )
 
 
-def graph_hits(kg: KnowledgeGraph, index: Index, q: str, k: int, where: Where | None, hops: int = 1) -> list[SearchHit]:
-    """Chunks supporting the query's entities and their neighbours within ``hops``."""
-    hits = []
-    for cid, score in kg.search(q, hops=hops, k=k * OVERFETCH):
+def graph_hits(
+    kg: KnowledgeGraph, index: Index, q: str, k: int, where: Where | None, hops: int = 1, group_by_document: bool = False
+) -> list[SearchHit]:
+    """Chunks supporting the query's entities and their neighbours within ``hops``; with
+    ``group_by_document`` only each document's best chunk (more candidates are walked for it)."""
+    hits: list[SearchHit] = []
+    seen: set[str] = set()
+    depth = k * OVERFETCH * (GROUP_OVERFETCH if group_by_document else 1)
+    for cid, score in kg.search(q, hops=hops, k=depth):
         doc_id, chunk_hash = cid.split(":", 1)
+        if group_by_document and doc_id in seen:
+            continue
         p = chunk_payload(index, ChunkRef(doc_id=doc_id, chunk_hash=chunk_hash))
         if p and matches(p, where):
             hits.append(_hit(p, score, ["graph"]))
+            seen.add(doc_id)
         if len(hits) == k:
             break
     return hits
 
 
-def mix(graph: list[SearchHit], hybrid: list[SearchHit], k: int) -> list[SearchHit]:
-    """Reciprocal-rank fusion of graph and hybrid hits; a chunk found by both keeps both retrievers."""
+def best_per_document(hits: list[SearchHit]) -> list[SearchHit]:
+    """The first (best) hit of each document, in rank order."""
+    best: dict[str, SearchHit] = {}
+    for h in hits:
+        best.setdefault(h.doc_id, h)
+    return list(best.values())
+
+
+def mix(graph: list[SearchHit], hybrid: list[SearchHit], k: int, group_by_document: bool = False) -> list[SearchHit]:
+    """Reciprocal-rank fusion of graph and hybrid hits; a chunk found by both keeps both retrievers.
+    With ``group_by_document`` the fused list keeps each document's best hit only."""
     ident = {}
     for h in graph + hybrid:
         key = f"{h.doc_id}:{h.position}"
@@ -88,7 +106,8 @@ def mix(graph: list[SearchHit], hybrid: list[SearchHit], k: int) -> list[SearchH
             update={"retrievers": sorted(set(seen.retrievers) | set(h.retrievers))}
         )
     fused = rrf([[f"{h.doc_id}:{h.position}" for h in graph], [f"{h.doc_id}:{h.position}" for h in hybrid]])
-    return [ident[key].model_copy(update={"score": score}) for key, score in fused[:k]]
+    hits = [ident[key].model_copy(update={"score": score}) for key, score in fused]
+    return (best_per_document(hits) if group_by_document else hits)[:k]
 
 
 def resolve(kg: KnowledgeGraph, name: str) -> str | None:

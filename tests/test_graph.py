@@ -226,6 +226,27 @@ def test_graph_search_returns_chunks_near_the_query_entities(small_graph):
     assert rrf([["a", "b"], ["b", "c"]])[0][0] == "b"
 
 
+def test_graph_search_honours_group_by_document(small_graph):
+    import numpy as np
+
+    from pipelines.graph_query import graph_hits, mix
+    from pipelines.index import IndexPoint, ServerIndex, Sparse
+
+    index = ServerIndex(":memory:", "graph-grouping")  # qdrant-client's local mode: the server API
+    chunk_ids = sorted({c for n in small_graph.nodes.values() for c in n.chunks})
+    index.upsert([IndexPoint(d, h, np.ones(384, dtype=np.float32), Sparse([1], [1.0]),
+                             {"doc_id": d, "chunk_hash": h, "position": i, "key": f"{d}.md", "text": h})
+                  for i, (d, h) in enumerate(c.split(":", 1) for c in chunk_ids)])
+    every = graph_hits(small_graph, index, "Acme Berlin", k=10, where=None, hops=1)
+    assert len(every) > len({h.doc_id for h in every})  # several chunks of d1
+    grouped = graph_hits(small_graph, index, "Acme Berlin", k=10, where=None, hops=1, group_by_document=True)
+    firsts = [h for i, h in enumerate(every) if h.doc_id not in {e.doc_id for e in every[:i]}]  # best chunk per doc
+    assert [(h.doc_id, h.position) for h in grouped] == [(h.doc_id, h.position) for h in firsts]
+    assert len(graph_hits(small_graph, index, "Acme Berlin", k=1, where=None, group_by_document=True)) == 1
+    fused = mix(every, list(reversed(every)), k=10, group_by_document=True)
+    assert len(fused) == len({h.doc_id for h in fused}) == len({h.doc_id for h in every})
+
+
 def test_tenants_get_separate_graphs(tmp_path):
     gs = GraphSet.open(tmp_path / "g.sqlite3", per_tenant=True)
     gs.apply(contribution("d1", [["Acme", "Berlin"]], tenant="acme"))
@@ -322,6 +343,10 @@ def test_graph_is_built_browsable_and_searchable(live):
     assert graph and graph[0]["key"] == "contract.md" and graph[0]["retrievers"] == ["graph"]
     mixed = http.get("/search", params={"q": "Globex chlorine", "mode": "mix"}).json()["hits"]
     assert mixed[0]["key"] == "contract.md" and set(mixed[0]["retrievers"]) >= {"graph"}
+    for mode in ("graph", "mix"):
+        grouped = http.get("/search", params={"q": "Acme Springfield", "mode": mode, "group_by_document": "true"})
+        hits = grouped.json()["hits"]
+        assert hits and len({h["doc_id"] for h in hits}) == len(hits), mode
 
     doc_id = graph[0]["doc_id"]
     summary = http.get(f"/documents/{doc_id}").json()["summary"]

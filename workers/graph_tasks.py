@@ -93,7 +93,7 @@ def followup(name: str, then: Callable[[str], None] | None = None) -> Callable[[
     from workers.tasks import TRANSIENT, _backoff
 
     def wrap(body: Callable[[State, Event], None]) -> Any:
-        @app.task(name=f"sluice.{name}", bind=True, max_retries=None)
+        @app.task(name=f"sluice.{name}", bind=True, max_retries=None, ignore_result=True)
         def task(self: Any, event_id: str) -> str:
             st = resources.state()
             try:
@@ -259,9 +259,10 @@ def graph_search(req: SearchRequest) -> list[dict[str, Any]]:
     gs = graphs()
     tenant = req.tenant or req.filters.get("tenant")
     with gs.lock:
-        hits = graph_hits(gs.graph(tenant), resources.index(), req.q, req.k, where(req), s.graph_hops)
+        hits = graph_hits(gs.graph(tenant), resources.index(), req.q, req.k, where(req), s.graph_hops,
+                          req.group_by_document)
     if req.mode == Mode.mix:
         hybrid = search(resources.index(), resources.embedder(), resources.bm25(),
                         req.model_copy(update={"mode": Mode.hybrid}), require_tenant=bool(s.tenants))
-        hits = mix(hits, hybrid, req.k)
+        hits = mix(hits, hybrid, req.k, req.group_by_document)
     return [h.model_dump() for h in hits]
