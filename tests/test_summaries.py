@@ -47,13 +47,37 @@ def test_extractive_summary_picks_central_sentences_in_document_order():
     assert "extractive" in EXTRACTIVE_METHOD
 
 
-def test_token_counter_never_downloads(monkeypatch, tmp_path):
+def test_token_counter_is_exact_tiktoken_offline_and_never_downloads(monkeypatch, tmp_path):
     import tiktoken.load
 
-    monkeypatch.setenv("TIKTOKEN_CACHE_DIR", str(tmp_path))  # empty: no BPE file cached
+    from pipelines import summarise
+
+    monkeypatch.setenv("TIKTOKEN_CACHE_DIR", str(tmp_path))  # empty: no BPE file cached yet
     monkeypatch.setattr(tiktoken.load, "read_file", lambda *_: pytest.fail("tiktoken tried to download"))
+    counter = token_counter()  # the BPE file comes from the pinned quicktok-v1 wheel, checked by sha256
+    assert counter.name == "tiktoken:o200k_base" and len(list(tmp_path.iterdir())) == 1
+    assert counter("Hello world") == 2 and counter("<|endoftext|>") > 1  # special tokens are plain text here
+    text = (SAMPLES / "water-treatment-handbook.md").read_text()
+    assert counter(text) == len(tiktoken.get_encoding("o200k_base").encode(text))
+    assert token_counter("cl100k_base").name == "tiktoken:cl100k_base"
+
+    monkeypatch.setenv("TIKTOKEN_CACHE_DIR", str(tmp_path / "other"))
+    monkeypatch.setattr(summarise, "packaged_bpe", lambda encoding: None)  # package missing or altered
     counter = token_counter()
     assert counter.name == "estimate:chars/4" and counter("x" * 40) == 10
+    monkeypatch.setenv("TIKTOKEN_CACHE_DIR", "")  # caching switched off: tiktoken would download
+    assert token_counter().name == "estimate:chars/4"
+
+
+def test_packaged_bpe_is_tiktokens_own_file():
+    import hashlib
+
+    from pipelines.summarise import packaged_bpe
+
+    data = packaged_bpe("o200k_base")
+    assert data is not None and len(data.splitlines()) == 199_998
+    assert hashlib.sha256(data).hexdigest() == "446a9538cb6c348e3516120d7c08b09f57c36495e2acfffe59a5bf8b0cfb1a2d"
+    assert packaged_bpe("p50k_base") is None
 
 
 def test_plan_is_one_request_when_it_fits_and_parts_when_it_does_not():
