@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from functools import cache
 from typing import TYPE_CHECKING
@@ -28,14 +29,21 @@ def state() -> State:
 
 
 @cache
-def embedder() -> "Embedder":
+def embedder() -> Embedder:
     from pipelines.embed import Embedder
 
-    return Embedder(batch_size=settings().embed_batch_size)
+    s = settings()
+    return Embedder(batch_size=s.embed_batch_size, backend=s.embed_backend, threads=_threads())
+
+
+def _threads() -> int:
+    """Prefork children split the cores instead of each runtime grabbing all of them."""
+    children = int(os.environ.get("SLUICE_WORKER_CONCURRENCY", "1"))
+    return max(1, (os.cpu_count() or 1) // max(1, children))
 
 
 @cache
-def chunker() -> "Chunker":
+def chunker() -> Chunker:
     from pipelines.chunk import Chunker
 
     s = settings()
@@ -43,27 +51,27 @@ def chunker() -> "Chunker":
 
 
 @cache
-def redactor() -> "Redactor":
+def redactor() -> Redactor:
     from pipelines.redact import Redactor
 
     return Redactor(settings().pseudonym_secret.get_secret_value().encode())
 
 
 @cache
-def bm25() -> "Bm25Encoder":
+def bm25() -> Bm25Encoder:
     from pipelines.lexical import Bm25Encoder
 
     return Bm25Encoder()
 
 
-def index() -> "Index":
+def index() -> Index:
     """The index; only the query worker calls this (Edge allows one owning process)."""
     with _lock:
         return _index()
 
 
 @cache
-def _index() -> "Index":
+def _index() -> Index:
     from pipelines.index import EdgeIndex, ServerIndex
 
     s = settings()

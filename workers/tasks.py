@@ -17,7 +17,6 @@ from typing import Any
 import numpy as np
 import redis
 from celery.exceptions import SoftTimeLimitExceeded
-from celery.signals import worker_process_init
 
 from pipelines import diff as diffing
 from pipelines.embed import DIMENSIONS
@@ -36,17 +35,6 @@ log = logging.getLogger("sluice.tasks")
 TRANSIENT = (TransientError, redis.ConnectionError, redis.TimeoutError, ConnectionError, TimeoutError)
 
 
-@worker_process_init.connect
-def _share_cores(**_: Any) -> None:
-    """Prefork children split the cores instead of each torch grabbing all of them."""
-    import os
-
-    import torch
-
-    children = int(os.environ.get("SLUICE_WORKER_CONCURRENCY", "1"))
-    torch.set_num_threads(max(1, (os.cpu_count() or 1) // max(1, children)))
-
-
 def _backoff(retries: int) -> float:
     base = settings().retry_backoff_s * (2**retries)
     return min(base, 300.0) * random.uniform(0.5, 1.5)
@@ -56,7 +44,7 @@ def stage(name: str) -> Callable[[Callable[[State, Event], None]], Any]:
     """Wrap a stage body with idempotency, supersession, retries and dead letters."""
 
     def wrap(body: Callable[[State, Event], None]) -> Any:
-        @app.task(name=f"sluice.{name}", bind=True, max_retries=None)
+        @app.task(name=f"sluice.{name}", bind=True, max_retries=None, ignore_result=True)
         def task(self: Any, event_id: str) -> str:
             st = resources.state()
             if st.stage_done(name, event_id):
