@@ -372,13 +372,16 @@ def test_unexpected_parser_errors_become_permanent(monkeypatch: pytest.MonkeyPat
         parse_bytes(b"a,b\n1,2\n", "x.csv")
 
 
-def test_tokenizer_uses_installed_spacy_model() -> None:
+def test_tokenizer_uses_installed_spacy_model_without_parser() -> None:
     from unstructured.nlp import tokenize
 
     from pipelines.runtime import SPACY_MODEL
 
     parse_bytes(b"One short sentence about parcels.", "a.txt")
-    assert tokenize._SPACY_MODEL_NAME == SPACY_MODEL
+    nlp = tokenize._get_nlp()
+    assert f"{nlp.meta['lang']}_{nlp.meta['name']}" == SPACY_MODEL
+    assert "parser" not in nlp.pipe_names  # the sentencizer finds boundaries instead
+    assert tokenize.sent_tokenize("First one here. Second one there.") == ["First one here.", "Second one there."]
 
 
 # -- real-world files (development data; skipped where it is absent) -----------------------------
