@@ -84,7 +84,7 @@ def configure(broker_url: str, s: Settings) -> Celery:
         task_default_queue="parse",
         worker_send_task_events=True,
         task_send_sent_event=True,
-        task_track_started=True,
+        task_track_started=False,  # Flower learns "started" from worker events; no extra backend write
         broker_connection_retry_on_startup=True,
         worker_hijack_root_logger=False,
         beat_schedule=beat_schedule(s),

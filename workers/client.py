@@ -111,18 +111,16 @@ def ingest(
     if not wait:
         report.elapsed_s = time.monotonic() - started
         return report
-    pending = set(ids)
+    pending = list(dict.fromkeys(ids))
     infos: dict[str, dict[str, str]] = {}
     while pending:
-        for eid in list(pending):
-            info = st.event_info(eid)
-            if info.get("status") in TERMINAL:
-                infos[eid] = info
-                pending.discard(eid)
+        finished = {eid for eid, status in zip(pending, st.statuses(pending)) if status in TERMINAL}
+        infos.update((eid, st.event_info(eid)) for eid in finished)
+        pending = [eid for eid in pending if eid not in finished]
         if on_progress:
             on_progress(len(ids) - len(pending), len(ids))
         if pending:
-            time.sleep(0.1)
+            time.sleep(0.2)
     for eid, info in infos.items():
         status = info["status"]
         report.indexed += status == "done"

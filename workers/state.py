@@ -57,6 +57,13 @@ class State:
     def event_info(self, event_id: str) -> dict[str, str]:
         return {k.decode(): v.decode() for k, v in self.r.hgetall(f"{P}event:{event_id}").items()}
 
+    def statuses(self, event_ids: list[str]) -> list[str | None]:
+        """Each event's status in one round trip (waiting clients poll thousands of events)."""
+        pipe = self.r.pipeline(transaction=False)
+        for event_id in event_ids:
+            pipe.hget(f"{P}event:{event_id}", "status")
+        return [v.decode() if v else None for v in pipe.execute()]
+
     def is_latest(self, event: Event) -> bool:
         latest = self.r.get(f"{P}latest:{event.doc_id}")
         return latest is None or latest.decode() == event.event_id
