@@ -53,6 +53,8 @@ Triple = tuple[str, str, str]  # (subject key, predicate, object key)
 # spaCy labels that become graph entities; DATE becomes an attribute, PERSON
 # (names redaction missed) is never used: people enter only as pseudonyms.
 ENTITY_LABELS = frozenset({"ORG", "GPE", "LOC", "FAC", "PRODUCT", "EVENT", "LAW", "WORK_OF_ART", "NORP"})
+# What extraction reads: the above, dates, and PERSON only for the firms the small model calls people.
+NER_LABELS = ENTITY_LABELS | {"DATE", "PERSON"}
 # Same shape as pipelines.redact.TOKEN_RE (importing that module would load Presidio here).
 TOKEN_RE = re.compile(r"<([A-Z][A-Z_]*)_([0-9a-f]{8})>")
 _SUFFIXES = frozenset(
@@ -111,26 +113,40 @@ def mentions_from(text: str, ents: Iterable[tuple[int, int, str]]) -> tuple[list
     return found, sorted(set(dates))
 
 
-class EntityExtractor:
-    """spaCy NER over redacted chunks (CPU-heavy: pipeline workers only). Build one per process."""
+def _surface_pattern(surfaces: Iterable[str]) -> re.Pattern[str] | None:
+    """One pattern for every surface, longest first, whole words only, any whitespace between words."""
+    alternatives = sorted({r"\s+".join(map(re.escape, surface.split())) for surface in surfaces if surface.strip()},
+                          key=lambda a: (-len(a), a))
+    return re.compile(r"(?<!\w)(?:" + "|".join(alternatives) + r")(?!\w)") if alternatives else None
 
-    def __init__(self, model: str | None = None) -> None:
-        import spacy
 
-        from pipelines import runtime
+def extract(
+    doc_id: str,
+    version: str,
+    chunks: Sequence[tuple[int, str, str]],
+    entities: Sequence[tuple[str, str]],
+    tenant: str = "default",
+    key: str = "",
+) -> DocContribution:
+    """Mentions per chunk: the document's named entities located in each redacted chunk, plus person tokens.
 
-        excluded = ["parser", "lemmatizer", "tagger", "attribute_ruler", "senter", "tok2vec"]
-        self.nlp = spacy.load(model or runtime.SPACY_MODEL, exclude=excluded)  # NER has its own tok2vec
-
-    def extract(
-        self, doc_id: str, version: str, chunks: Sequence[tuple[int, str, str]], tenant: str = "default", key: str = ""
-    ) -> DocContribution:
-        """``chunks`` are (position, chunk hash, redacted text)."""
-        out = []
-        for (position, chunk_hash, text), doc in zip(chunks, self.nlp.pipe([c[2] for c in chunks], batch_size=32)):
-            mentions, dates = mentions_from(text, [(e.start_char, e.end_char, e.label_) for e in doc.ents])
-            out.append(ChunkEntities(chunk_hash=chunk_hash, position=position, mentions=mentions, dates=dates))
-        return DocContribution(doc_id=doc_id, version=version, tenant=tenant, key=key, chunks=out)
+    ``chunks`` are (position, chunk hash, redacted text); ``entities`` are the
+    (surface, spaCy label) pairs the redact stage's recogniser found and redaction
+    left intact. Recognition runs once per document, in the redact stage, on the
+    original wording (a second spaCy pass over the chunks cost as much as the
+    redaction's own); every occurrence of a recognised name in a chunk counts.
+    """
+    labels: dict[str, str] = {}
+    for surface, label in entities:
+        labels.setdefault(" ".join(surface.split()), label)  # first reading in document order wins
+    pattern = _surface_pattern(labels)
+    out = []
+    for position, chunk_hash, text in chunks:
+        found = pattern.finditer(text) if pattern else ()
+        spans = [(m.start(), m.end(), labels[" ".join(m.group(0).split())]) for m in found]
+        mentions, dates = mentions_from(text, spans)
+        out.append(ChunkEntities(chunk_hash=chunk_hash, position=position, mentions=mentions, dates=dates))
+    return DocContribution(doc_id=doc_id, version=version, tenant=tenant, key=key, chunks=out)
 
 
 # --------------------------------------------------------------------------- the graph

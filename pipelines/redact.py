@@ -31,7 +31,6 @@ import regex as re
 import spacy
 from presidio_analyzer import (
     AnalyzerEngine,
-    BatchAnalyzerEngine,
     LocalRecognizer,
     RecognizerRegistry,
     RecognizerResult,
@@ -110,6 +109,10 @@ class Redaction:
     """Replacements per entity type; never the values."""
     spans: tuple[tuple[int, int, str], ...] = ()
     """(start, end, entity type) of each replaced span in the *original* text."""
+    entities: tuple[tuple[str, str], ...] = ()
+    """(surface, spaCy label) of each named entity left intact, as it reads in the redacted text.
+
+    The entity graph reads these instead of running the recogniser a second time."""
 
 
 # --------------------------------------------------------------------------- shared regex parts
@@ -756,7 +759,6 @@ class Redactor:
             raise ValueError("a non-empty secret is required: it keys the pseudonyms")
         self._language = language
         self._analyzer = _build_analyzer(language)
-        self._batch = BatchAnalyzerEngine(analyzer_engine=self._analyzer)
         self._anonymizer = AnonymizerEngine()
         self._operators = {
             entity: OperatorConfig(
@@ -769,12 +771,17 @@ class Redactor:
         return self.redact_many([text])[0]
 
     def redact_many(self, texts: list[str], batch_size: int = 32) -> list[Redaction]:
-        """Batched: spaCy runs over all texts in one ``nlp.pipe``."""
-        analysed = self._batch.analyze_iterator(
-            texts, language=self._language, batch_size=batch_size,
-            entities=list(THRESHOLDS), score_threshold=0.0,
-        )
-        return [self._apply(text, results) for text, results in zip(texts, analysed)]
+        """Batched: spaCy runs over all texts in one ``nlp.pipe`` (Presidio's batch engine, keeping the docs)."""
+        analyzer = self._analyzer
+        out = []
+        for text, artifacts in analyzer.nlp_engine.process_batch(texts, self._language, batch_size=batch_size):
+            results = analyzer.analyze(
+                text=text, language=self._language, nlp_artifacts=artifacts,
+                entities=list(THRESHOLDS), score_threshold=0.0,
+            )
+            ents = [(e.start_char, e.end_char, e.label_) for e in artifacts.tokens.ents]
+            out.append(self._apply(text, results, ents))
+        return out
 
     def _select(self, text: str, results: list[RecognizerResult]) -> list[tuple[int, int, str]]:
         kept = [r for r in results if r.score >= THRESHOLDS.get(r.entity_type, 1.1)]
@@ -789,10 +796,11 @@ class Redactor:
         spans = _spread_names(text, spans)
         return _resolve(s for s in spans if not _inside_token(s[0], s[1], tokens))
 
-    def _apply(self, text: str, results: list[RecognizerResult]) -> Redaction:
+    def _apply(self, text: str, results: list[RecognizerResult], ents: list[tuple[int, int, str]]) -> Redaction:
         spans = self._select(text, results)
+        kept = _intact(text, ents, spans)
         if not spans:
-            return Redaction(text=text, counts={}, spans=())
+            return Redaction(text=text, counts={}, spans=(), entities=kept)
         engine_result = self._anonymizer.anonymize(
             text=text,
             analyzer_results=[RecognizerResult(e, s, t, 1.0) for s, t, e in spans],
@@ -800,4 +808,17 @@ class Redactor:
             merge_entities_with_spaces=False,
         )
         counts = Counter(entity for _, _, entity in spans)
-        return Redaction(text=engine_result.text, counts=dict(counts), spans=tuple(spans))
+        return Redaction(text=engine_result.text, counts=dict(counts), spans=tuple(spans), entities=kept)
+
+
+def _intact(text: str, ents: list[tuple[int, int, str]], redacted: list[tuple[int, int, str]]) -> tuple[tuple[str, str], ...]:
+    """Named entities that no redaction touches: their words appear unchanged in the redacted text.
+
+    A person the recogniser found is kept only when redaction left it alone (the
+    small model calls "Globex Corporation" a person); the graph decides what to use.
+    """
+    return tuple(
+        (" ".join(text[start:end].split()), label)
+        for start, end, label in ents
+        if not any(s < end and start < e for s, e, _ in redacted)
+    )

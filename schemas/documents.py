@@ -29,6 +29,8 @@ class RedactedDocument(BaseModel):
     title: str | None = None
     elements: list[Element]
     pii_counts: dict[str, int] = Field(default_factory=dict)
+    entities: list[tuple[str, str]] = Field(default_factory=list)
+    """(surface, label) of the named entities redaction left intact: the entity graph's input."""
 
 
 class Chunk(BaseModel):

@@ -1,8 +1,9 @@
 """Graph stage tasks: extraction on pipeline workers, the graph itself in the query worker.
 
-Flow after ``upsert`` (``after_upsert``): the chunk list is kept as a
-``followup`` artifact (upsert drops the others), ``graph_extract`` runs spaCy on
-a pipeline worker (CPU-heavy, so never in the query worker's threads), and
+Flow after ``upsert`` (``after_upsert``): the chunk list and the named entities
+the redact stage recognised are kept as a ``followup`` artifact (upsert drops
+the others), ``graph_extract`` locates those entities in each chunk on a
+pipeline worker (never in the query worker's threads), and
 ``graph_apply`` hands the contribution to the query worker, which persists it
 (SQLite under the data dir) and applies it to its NetworkX graph, but only if
 the index still holds that very version of the document. A delete reaches the
@@ -35,7 +36,7 @@ from workers.config import settings
 from workers.state import P, State
 
 if TYPE_CHECKING:
-    from pipelines.graph import EntityExtractor, GraphSet
+    from pipelines.graph import GraphSet
 
 log = logging.getLogger("sluice.graph")
 FOLLOWUP = "followup"  # artifact kind: the chunk list, kept for graph + summary after upsert
@@ -51,14 +52,23 @@ def drop(st: State, kind: str, event_id: str) -> None:
     st.r.delete(f"{P}art:{kind}:{event_id}")  # same layout as State.put_json
 
 
+def _followup(st: State, event_id: str) -> dict[str, Any]:
+    kept = json.loads(st.get_json(FOLLOWUP, event_id))
+    return {"chunks": kept, "entities": []} if isinstance(kept, list) else kept  # a list: kept by an older release
+
+
 def followup_chunks(st: State, event_id: str) -> list[Chunk]:
-    return [Chunk.model_validate(c) for c in json.loads(st.get_json(FOLLOWUP, event_id))]
+    return [Chunk.model_validate(c) for c in _followup(st, event_id)["chunks"]]
+
+
+def followup_entities(st: State, event_id: str) -> list[tuple[str, str]]:
+    return [(surface, label) for surface, label in _followup(st, event_id)["entities"]]
 
 
 # --------------------------------------------------------------------------- hooks called by workers/tasks.py
 
 
-def after_upsert(st: State, event: Event) -> bool:
+def after_upsert(st: State, event: Event, entities: list[tuple[str, str]]) -> bool:
     """Keep the chunks for the follow-up stages, unless graph and summary are already current.
 
     Returns whether follow-ups started: the event then stays in flight until the
@@ -66,11 +76,14 @@ def after_upsert(st: State, event: Event) -> bool:
     """
     from workers import summary_tasks
 
+    if not settings().followups:
+        return False
     raw = st.r.get(marker(event.doc_id))
     needs_summary = summary_tasks.refresh(st, event)
     if raw and raw.decode() == event.version and not needs_summary and not event.force:
         return False
-    st.put_json(FOLLOWUP, event.event_id, st.get_json("chunks", event.event_id))
+    kept = {"chunks": json.loads(st.get_json("chunks", event.event_id)), "entities": entities}
+    st.put_json(FOLLOWUP, event.event_id, json.dumps(kept))
     graph_extract.delay(event.event_id)
     return True
 
@@ -143,13 +156,6 @@ def _summarise_next(event_id: str) -> None:
 # --------------------------------------------------------------------------- pipeline side
 
 
-@cache
-def extractor() -> EntityExtractor:
-    from pipelines.graph import EntityExtractor
-
-    return EntityExtractor()
-
-
 def _apply_next(event_id: str) -> None:
     graph_apply.delay(event_id)
 
@@ -159,9 +165,12 @@ def graph_extract(st: State, event: Event) -> None:
     raw = st.r.get(marker(event.doc_id))
     if raw and raw.decode() == event.version and not event.force:
         return  # this version is in the graph already
+    from pipelines.graph import extract
+
     chunks = followup_chunks(st, event.event_id)
-    contribution = extractor().extract(
-        event.doc_id, event.version, [(c.position, c.hash, c.text) for c in chunks], tenant=event.tenant, key=event.key
+    contribution = extract(
+        event.doc_id, event.version, [(c.position, c.hash, c.text) for c in chunks],
+        followup_entities(st, event.event_id), tenant=event.tenant, key=event.key,
     )
     st.put_json("graphcontrib", event.event_id, contribution.model_dump_json())
     from workers import relation_tasks

@@ -21,6 +21,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 from pipelines import diff as diffing
 from pipelines.embed import DIMENSIONS
 from pipelines.errors import PermanentError, TransientError
+from pipelines.graph import NER_LABELS
 from pipelines.upsert import DocumentMeta, apply_plan
 from schemas.documents import Chunk, ChunkPlan, ParsedDocument, RedactedDocument
 from schemas.events import Event
@@ -116,7 +117,8 @@ def redact(st: State, event: Event) -> None:
         for e, r in zip(doc.elements, done)
     ]
     title = clean.get(doc.title) if doc.title else None
-    out = RedactedDocument(file_type=doc.file_type, title=title, elements=elements, pii_counts=counts)
+    entities = list(dict.fromkeys(e for r in done for e in r.entities if e[1] in NER_LABELS))
+    out = RedactedDocument(file_type=doc.file_type, title=title, elements=elements, pii_counts=counts, entities=entities)
     st.put_json("redacted", event.event_id, out.model_dump_json())
     chunk.delay(event.event_id)
 
@@ -197,7 +199,7 @@ def _upsert(st: State, event: Event, vectors_needed: bool, unchanged: bool) -> N
     )
     from workers import graph_tasks  # late: it imports this module
 
-    followups = graph_tasks.after_upsert(st, event)  # keeps the chunks for the graph and summary
+    followups = graph_tasks.after_upsert(st, event, redacted.entities)  # keeps chunks and entities for them
     for name in ("chunks_embedded", "chunks_reused", "chunks_deleted"):
         st.add_counter(name, counts[name])
     st.finish(event.event_id, "unchanged" if unchanged else "done", release=not followups, **counts)
