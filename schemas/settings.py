@@ -63,9 +63,12 @@ class Settings(BaseSettings):
     s3_secret_access_key: SecretStr | None = None
     s3_poll_interval_s: float = 10.0
 
-    # Entity graph and summaries (pipelines/graph.py, pipelines/summarise.py). With no OpenAI key
+    # Entity graph and summaries (pipelines/graph.py, pipelines/summarise.py). ``followups`` off makes
+    # sluice a plain search index (about half the CPU per document); documents indexed meanwhile get
+    # no graph or summary until they are re-indexed. With no OpenAI key
     # and no base_url, summaries are extractive (local, labelled so) and nothing leaves the machine.
     # Set a base_url alone for an OpenAI-compatible server that needs no key.
+    followups: bool = True
     openai_base_url: str | None = None
     openai_api_key: SecretStr | None = None
     openai_timeout_s: float = 30.0

@@ -83,7 +83,7 @@ def configure(broker_url: str, s: Settings) -> Celery:
         task_routes={f"sluice.{name}": {"queue": q} for name, q in STAGE_QUEUES.items()},
         task_default_queue="parse",
         worker_send_task_events=True,
-        task_send_sent_event=True,
+        task_send_sent_event=False,  # one publish less per hop; Flower shows tasks from "received" on
         task_track_started=False,  # Flower learns "started" from worker events; no extra backend write
         broker_connection_retry_on_startup=True,
         worker_hijack_root_logger=False,

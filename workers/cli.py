@@ -333,11 +333,12 @@ def bench_ingest(
     beir: Annotated[Path, typer.Option(help="BEIR-layout folder (corpus.jsonl).")],
     as_json: Annotated[bool, typer.Option("--json")] = False,
     limit: Annotated[Optional[int], typer.Option(help="Only the first N documents.")] = None,
+    followups: Annotated[bool, typer.Option(help="Also build the entity graph and summaries.")] = True,
 ) -> None:
     """Ingest a BEIR corpus through the real pipeline and compare with bare sentence-transformers."""
     from workers.bench import bench_ingest as run
 
-    result = run(beir, limit)
+    result = run(beir, limit, followups)
     typer.echo(json.dumps(result) if as_json else json.dumps(result, indent=2))
 
 

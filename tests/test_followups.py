@@ -1,0 +1,32 @@
+"""``SLUICE_FOLLOWUPS=false``: a plain search index, with no graph or summary work per document."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from harness import Sluice
+
+from schemas.search import Mode, SearchRequest
+
+SAMPLES = Path(__file__).resolve().parents[1] / "samples"
+
+
+def test_followups_off_indexes_without_graph_or_summaries(tmp_path):
+    s = Sluice(tmp_path / "sluice", followups="false")
+    s.start_workers()
+    try:
+        from workers import client
+        from workers.config import settings
+        from workers.graph_tasks import graph_query
+        from workers.summary_tasks import summary
+
+        st = client.connect(settings())
+        report = client.ingest(st, settings(), client.events_for([SAMPLES], settings()), wait=True)
+        assert report.failed == [] and report.indexed == report.documents == len(list(SAMPLES.iterdir()))
+        assert st.in_flight() == 0  # every event released at upsert: nothing waits on graph or summary
+        hits = client.search(SearchRequest(q="how often are the sand filters cleaned", mode=Mode.dense))
+        assert hits[0].key == "water-treatment-handbook.md"
+        assert all(summary(st, h.doc_id) is None for h in hits)
+        assert graph_query.apply_async(("stats", {})).get(timeout=60)["entities"] == 0
+    finally:
+        s.close()
