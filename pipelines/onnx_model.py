@@ -26,9 +26,7 @@ PROBES = [
 
 
 def default_cache() -> Path:
-    """``SLUICE_MODEL_CACHE``, else ``$XDG_CACHE_HOME/sluice`` (``~/.cache/sluice``)."""
-    if folder := os.environ.get("SLUICE_MODEL_CACHE"):
-        return Path(folder)
+    """``$XDG_CACHE_HOME/sluice`` (``~/.cache/sluice``): one export serves every sluice of this user."""
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "sluice"
 
 

@@ -43,6 +43,7 @@ class Settings(BaseSettings):
     # Embedding.
     embed_batch_size: int = 16
     embed_backend: Literal["auto", "torch", "onnx"] = "auto"  # auto: torch on CUDA, else onnxruntime
+    model_cache: Path | None = None  # where the exported ONNX graph is kept; unset: ~/.cache/sluice
     chunk_tokens: int = 256
     chunk_overlap_tokens: int = 32
 

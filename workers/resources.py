@@ -33,7 +33,7 @@ def embedder() -> Embedder:
     from pipelines.embed import Embedder
 
     s = settings()
-    return Embedder(batch_size=s.embed_batch_size, backend=s.embed_backend, threads=_threads())
+    return Embedder(batch_size=s.embed_batch_size, backend=s.embed_backend, threads=_threads(), cache=s.model_cache)
 
 
 def _threads() -> int:
