@@ -153,11 +153,12 @@ def store_summary(st: State, s: Summary) -> bool:
     return _if_current(st, s.doc_id, s.version, write)
 
 
-def publish(st: State, s: Summary) -> bool:
-    """Store a summary and have the query worker index it (searchable); False if the content changed."""
+def publish(st: State, s: Summary, index: bool = True) -> bool:
+    """Store a summary and (unless the caller indexes it) have the query worker index it; False if the content changed."""
     if not store_summary(st, s):
         return False
-    summary_index.delay(s.doc_id)
+    if index:
+        summary_index.delay(s.doc_id)
     return True
 
 
@@ -184,10 +185,20 @@ def forget(st: State, doc_id: str) -> None:
 
 
 def _done(event_id: str) -> None:
-    """The last follow-up: drop the kept chunks and release the event from the in-flight set."""
+    """After ``summarise``: drop the kept chunks; the query worker indexes the summary, then releases the event.
+
+    Releasing only then keeps the ``index`` queue inside the admission bound: a
+    released event's summary message would otherwise still be waiting there
+    while newly admitted events add theirs.
+    """
     st = resources.state()
     drop(st, FOLLOWUP, event_id)
-    st.release(event_id)
+    try:
+        doc_id = st.event(event_id).doc_id
+    except KeyError:  # the event record expired: nothing left to index for it
+        st.release(event_id)
+        return
+    summary_index.delay(doc_id, event_id)
 
 
 @followup("summarise", then=_done)
@@ -198,7 +209,7 @@ def summarise(st: State, event: Event) -> None:
     texts = [c.text for c in followup_chunks(st, event.event_id)]
     local = Summary(doc_id=event.doc_id, version=event.version, text=extractive_summary(texts), kind="extractive",
                     method=EXTRACTIVE_METHOD, created_at=time.time())
-    if not publish(st, local) or not batch_enabled():
+    if not publish(st, local, index=False) or not batch_enabled():  # _done has it indexed
         return
     s = settings()
     b = summariser(st)
@@ -207,12 +218,19 @@ def summarise(st: State, event: Event) -> None:
 
 
 @app.task(name="sluice.summary_index")
-def summary_index(doc_id: str) -> str:
-    """Query worker: make the document's summary point match its stored summary (idempotent)."""
+def summary_index(doc_id: str, release: str | None = None) -> str:
+    """Query worker: make the document's summary point match its stored summary (idempotent).
+
+    ``release``: the event whose follow-ups end here, taken out of the in-flight set whatever happens.
+    """
     from pipelines.summary_index import index_summary
 
     st = resources.state()
-    return index_summary(resources.index(), resources.embedder(), resources.bm25(), summary(st, doc_id), doc_id)
+    try:
+        return index_summary(resources.index(), resources.embedder(), resources.bm25(), summary(st, doc_id), doc_id)
+    finally:
+        if release:
+            st.release(release)
 
 
 @app.task(name="sluice.summary_tick")
