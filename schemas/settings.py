@@ -65,7 +65,7 @@ class Settings(BaseSettings):
     s3_poll_interval_s: float = 10.0
 
     # Entity graph and summaries (pipelines/graph.py, pipelines/summarise.py). ``followups`` off makes
-    # sluice a plain search index (CISI ingests ~30% faster); documents indexed meanwhile get
+    # sluice a plain search index (CISI ingests 20-30% faster); documents indexed meanwhile get
     # no graph or summary until they are re-indexed. With no OpenAI key
     # and no base_url, summaries are extractive (local, labelled so) and nothing leaves the machine.
     # Set a base_url alone for an OpenAI-compatible server that needs no key.
