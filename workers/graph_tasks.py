@@ -2,12 +2,14 @@
 
 Flow after ``upsert`` (``after_upsert``): the chunk list and the named entities
 the redact stage recognised are kept as a ``followup`` artifact (upsert drops
-the others), ``graph_extract`` locates those entities in each chunk on a
-pipeline worker (never in the query worker's threads), and
+the others); ``graph_extract`` locates those entities in each chunk on a
+pipeline worker (never in the query worker's threads); ``summarise``
+(workers/summary_tasks.py) stores the document's summary on the same worker;
 ``graph_apply`` hands the contribution to the query worker, which persists it
 (SQLite under the data dir) and applies it to its NetworkX graph, but only if
-the index still holds that very version of the document. A delete reaches the
-graph inside the ``delete`` stage, which already runs in the query worker.
+the index still holds that very version of the document, indexes the summary
+and releases the event. A delete reaches the graph inside the ``delete`` stage,
+which already runs in the query worker.
 
 Follow-up stages never change the event's status: the event is done when it
 is searchable; a graph or summary failure is dead-lettered under its own stage
@@ -72,7 +74,7 @@ def after_upsert(st: State, event: Event, entities: list[tuple[str, str]]) -> bo
     """Keep the chunks for the follow-up stages, unless graph and summary are already current.
 
     Returns whether follow-ups started: the event then stays in flight until the
-    last of them (``summarise``) releases it, so admission control bounds them too.
+    last of them (``graph_apply``) releases it, so admission control bounds them too.
     """
     from workers import summary_tasks
 
@@ -156,11 +158,7 @@ def _summarise_next(event_id: str) -> None:
 # --------------------------------------------------------------------------- pipeline side
 
 
-def _apply_next(event_id: str) -> None:
-    graph_apply.delay(event_id)
-
-
-@followup("graph_extract", then=_apply_next)
+@followup("graph_extract", then=_summarise_next)
 def graph_extract(st: State, event: Event) -> None:
     raw = st.r.get(marker(event.doc_id))
     if raw and raw.decode() == event.version and not event.force:
@@ -217,11 +215,20 @@ def _load_at_start(sender: Any = None, **_: Any) -> None:
 
 @app.task(name="sluice.graph_apply")
 def graph_apply(event_id: str) -> str:
-    """Apply one document's contribution (if it is still current), then hand on to ``summarise``."""
+    """The last follow-up: apply the document's contribution (if still current), index its summary,
+    and release the event from the in-flight set whatever happened."""
+    from workers import summary_tasks
+
+    st = resources.state()
     try:
-        return _apply(resources.state(), event_id)
+        return _apply(st, event_id)
     finally:
-        _summarise_next(event_id)
+        try:
+            summary_tasks.index_summary_of(st, st.event(event_id).doc_id)
+        except KeyError:
+            pass  # the event record expired: nothing left to index for it
+        finally:
+            st.release(event_id)
 
 
 def _apply(st: State, event_id: str) -> str:

@@ -10,9 +10,10 @@ worker, restarted or not, carries on where the last tick stopped.
 A summary is kept under ``sluice:summary:<doc id>`` and copied onto the
 document's status hash (what ``GET /documents/{id}`` and ``sluice status``
 show); both writes are refused if the document's content changed meanwhile.
-Each stored summary is then indexed as a search point by ``summary_index`` in
-the query worker (the index's owner; writes reach it through its ``index``
-queue), with the document id as the only argument.
+Each stored summary is then indexed as a search point in the query worker (the
+index's owner; writes reach it through its ``index`` queue): by ``graph_apply``
+at the end of a document's follow-ups, or by ``summary_index`` for a summary
+collected from a batch.
 """
 
 from __future__ import annotations
@@ -185,20 +186,16 @@ def forget(st: State, doc_id: str) -> None:
 
 
 def _done(event_id: str) -> None:
-    """After ``summarise``: drop the kept chunks; the query worker indexes the summary, then releases the event.
+    """After ``summarise``: drop the kept chunks and hand on to ``graph_apply`` in the query worker,
+    which applies the graph, indexes the summary and releases the event.
 
-    Releasing only then keeps the ``index`` queue inside the admission bound: a
-    released event's summary message would otherwise still be waiting there
-    while newly admitted events add theirs.
+    Releasing only then keeps every queue inside the admission bound: each event
+    has at most one follow-up message waiting anywhere.
     """
-    st = resources.state()
-    drop(st, FOLLOWUP, event_id)
-    try:
-        doc_id = st.event(event_id).doc_id
-    except KeyError:  # the event record expired: nothing left to index for it
-        st.release(event_id)
-        return
-    summary_index.delay(doc_id, event_id)
+    from workers.graph_tasks import graph_apply
+
+    drop(resources.state(), FOLLOWUP, event_id)
+    graph_apply.delay(event_id)
 
 
 @followup("summarise", then=_done)
@@ -209,7 +206,7 @@ def summarise(st: State, event: Event) -> None:
     texts = [c.text for c in followup_chunks(st, event.event_id)]
     local = Summary(doc_id=event.doc_id, version=event.version, text=extractive_summary(texts), kind="extractive",
                     method=EXTRACTIVE_METHOD, created_at=time.time())
-    if not publish(st, local, index=False) or not batch_enabled():  # _done has it indexed
+    if not publish(st, local, index=False) or not batch_enabled():  # graph_apply indexes it
         return
     s = settings()
     b = summariser(st)
@@ -217,20 +214,17 @@ def summarise(st: State, event: Event) -> None:
                    time.time()))
 
 
-@app.task(name="sluice.summary_index")
-def summary_index(doc_id: str, release: str | None = None) -> str:
-    """Query worker: make the document's summary point match its stored summary (idempotent).
-
-    ``release``: the event whose follow-ups end here, taken out of the in-flight set whatever happens.
-    """
+def index_summary_of(st: State, doc_id: str) -> str:
+    """Query worker: make the document's summary point match its stored summary (idempotent)."""
     from pipelines.summary_index import index_summary
 
-    st = resources.state()
-    try:
-        return index_summary(resources.index(), resources.embedder(), resources.bm25(), summary(st, doc_id), doc_id)
-    finally:
-        if release:
-            st.release(release)
+    return index_summary(resources.index(), resources.embedder(), resources.bm25(), summary(st, doc_id), doc_id)
+
+
+@app.task(name="sluice.summary_index")
+def summary_index(doc_id: str) -> str:
+    """A summary that arrived from a Batch API job, indexed by the query worker."""
+    return index_summary_of(resources.state(), doc_id)
 
 
 @app.task(name="sluice.summary_tick")
