@@ -649,8 +649,8 @@ class _NerOnlyEngine(SpacyNlpEngine):
 
     The shared tok2vec, tagger, parser, attribute ruler and lemmatizer cost more
     than the recogniser and serve only Presidio's context lemmas; lower-case
-    forms stand in for those. Same recall on the labelled PII sentences, and the
-    redact stage runs ~40% faster.
+    forms stand in for those. Same leaks and redactions on the labelled PII
+    sentences; the redact stage costs about a third less (~33 -> ~21 ms per CISI abstract).
     """
 
     def load(self) -> None:
