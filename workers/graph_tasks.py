@@ -54,17 +54,16 @@ def drop(st: State, kind: str, event_id: str) -> None:
     st.r.delete(f"{P}art:{kind}:{event_id}")  # same layout as State.put_json
 
 
-def _followup(st: State, event_id: str) -> dict[str, Any]:
+def followup_kept(st: State, event_id: str) -> tuple[list[Chunk], list[tuple[str, str]]]:
+    """The chunks and named entities ``after_upsert`` kept, read in one go."""
     kept = json.loads(st.get_json(FOLLOWUP, event_id))
-    return {"chunks": kept, "entities": []} if isinstance(kept, list) else kept  # a list: kept by an older release
+    if isinstance(kept, list):  # kept by an older release: chunks only
+        kept = {"chunks": kept, "entities": []}
+    return [Chunk.model_validate(c) for c in kept["chunks"]], [(s, label) for s, label in kept["entities"]]
 
 
 def followup_chunks(st: State, event_id: str) -> list[Chunk]:
-    return [Chunk.model_validate(c) for c in _followup(st, event_id)["chunks"]]
-
-
-def followup_entities(st: State, event_id: str) -> list[tuple[str, str]]:
-    return [(surface, label) for surface, label in _followup(st, event_id)["entities"]]
+    return followup_kept(st, event_id)[0]
 
 
 # --------------------------------------------------------------------------- hooks called by workers/tasks.py
@@ -165,10 +164,10 @@ def graph_extract(st: State, event: Event) -> None:
         return  # this version is in the graph already
     from pipelines.graph import extract
 
-    chunks = followup_chunks(st, event.event_id)
+    chunks, entities = followup_kept(st, event.event_id)
     contribution = extract(
-        event.doc_id, event.version, [(c.position, c.hash, c.text) for c in chunks],
-        followup_entities(st, event.event_id), tenant=event.tenant, key=event.key,
+        event.doc_id, event.version, [(c.position, c.hash, c.text) for c in chunks], entities,
+        tenant=event.tenant, key=event.key,
     )
     st.put_json("graphcontrib", event.event_id, contribution.model_dump_json())
     from workers import relation_tasks
