@@ -428,7 +428,31 @@ def _point_tokenizer_at_installed_model() -> None:
 
     tokenize._load_spacy_model = _load
     tokenize._get_nlp.cache_clear()
+    _untagged_splits()
     _tokenizer_ready = True
+
+
+def _untagged_splits() -> None:
+    """Sentence splits and word lists without the tagger; only part-of-speech checks pay for it.
+
+    unstructured runs the whole pipeline for all three of its text helpers. Tokens and the
+    rule-based sentencizer's boundaries do not depend on the tags, so the output is the same;
+    measured on 300 CISI abstracts: 10.5 -> 4.1 ms a document, identical elements.
+    """
+    from unstructured.nlp import tokenize
+    from unstructured.partition import text_type
+
+    def split(text: str) -> Any:
+        nlp = tokenize._get_nlp()
+        text = str(text)
+        if len(text) > nlp.max_length:  # unstructured's own cut, so long texts split the same way
+            cut = text.rfind(" ", max(0, nlp.max_length - 256), nlp.max_length)
+            text = text[: cut if cut != -1 else nlp.max_length]
+        return nlp.get_pipe("sentencizer")(nlp.make_doc(text))
+
+    size = tokenize.CACHE_MAX_SIZE
+    tokenize._tokenize_for_cache = functools.lru_cache(maxsize=size)(lambda text: tuple(s.text for s in split(text).sents))
+    text_type.word_tokenize = functools.lru_cache(maxsize=size)(lambda text: [t.text for t in split(text)])
 
 
 def _short(exc: BaseException, limit: int = 200) -> str:
