@@ -38,6 +38,10 @@ STAGE_QUEUES = {
 }
 PIPELINE_QUEUES = ("parse", "redact", "chunk", "embed", "graph", "summary")
 QUERY_QUEUES = ("index", "query")
+# On one machine (`sluice up`), the index owner also embeds and runs the follow-ups: a document then
+# crosses the broker twice (parse -> redact -> chunk in a pipeline worker, diff -> embed -> upsert ->
+# graph -> summary in the query worker; see workers/dispatch.py) instead of nine times.
+EMBEDDED_QUERY_QUEUES = QUERY_QUEUES + ("embed", "graph")
 ALL_QUEUES = PIPELINE_QUEUES + QUERY_QUEUES
 
 app = Celery("sluice", include=["workers.tasks", "workers.graph_tasks", "workers.summary_tasks", "workers.relation_tasks"])

@@ -72,7 +72,10 @@ def worker(
     _connect()
     from workers.app import app as celery_app
 
+    from workers.dispatch import QUEUES_ENV
+
     os.environ["SLUICE_WORKER_CONCURRENCY"] = str(concurrency)
+    os.environ[QUEUES_ENV] = queues  # stages bound for these queues run in place (workers/dispatch.py)
     celery_app.worker_main(
         ["worker", "-Q", queues, "-c", str(concurrency), "-n", name, "-E", "--loglevel", "INFO", "--without-gossip"]
     )
@@ -82,14 +85,18 @@ def worker(
 def query_worker(
     threads: Annotated[int, typer.Option(help="Concurrent searches / index writes.")] = 4,
     name: Annotated[str, typer.Option(help="Worker node name.")] = "query@%h",
+    queues: Annotated[Optional[str], typer.Option(help="Comma-separated queues (default: index,query).")] = None,
 ) -> None:
     """The index owner: applies index writes and answers searches (thread pool, one process)."""
     _connect()
     from workers.app import QUERY_QUEUES
     from workers.app import app as celery_app
+    from workers.dispatch import QUEUES_ENV
 
+    queues = queues or ",".join(QUERY_QUEUES)
+    os.environ[QUEUES_ENV] = queues
     celery_app.worker_main(
-        ["worker", "-Q", ",".join(QUERY_QUEUES), "-P", "threads", "-c", str(threads), "-n", name, "-E",
+        ["worker", "-Q", queues, "-P", "threads", "-c", str(threads), "-n", name, "-E",
          "--loglevel", "INFO", "--without-gossip"]
     )
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 from collections.abc import Callable
 from functools import cache
 from typing import TYPE_CHECKING, Any
@@ -32,10 +33,11 @@ from schemas.documents import Chunk
 from schemas.events import Event
 from schemas.graph import DocContribution
 from schemas.search import Mode, SearchRequest
-from workers import resources
+from workers import dispatch, resources
 from workers.app import app
 from workers.config import settings
 from workers.state import P, State
+from workers.telemetry import record
 
 if TYPE_CHECKING:
     from pipelines.graph import GraphSet
@@ -85,7 +87,7 @@ def after_upsert(st: State, event: Event, entities: list[tuple[str, str]]) -> bo
         return False
     kept = {"chunks": json.loads(st.get_json("chunks", event.event_id)), "entities": entities}
     st.put_json(FOLLOWUP, event.event_id, json.dumps(kept))
-    graph_extract.delay(event.event_id)
+    dispatch.hand_on(graph_extract, event.event_id)
     return True
 
 
@@ -104,42 +106,59 @@ def after_delete(st: State, event: Event) -> None:
 def followup(name: str, then: Callable[[str], None] | None = None) -> Callable[[Callable[[State, Event], None]], Any]:
     """Retries transient errors; dead-letters the rest without touching the finished event.
     ``then`` runs once the stage is over, whatever the outcome (the next follow-up)."""
-    from workers.tasks import TRANSIENT, _backoff
 
     def wrap(body: Callable[[State, Event], None]) -> Any:
-        @app.task(name=f"sluice.{name}", bind=True, max_retries=None, ignore_result=True)
+        @app.task(name=f"sluice.{name}", bind=True, max_retries=None, ignore_result=True, self_timed=True)
         def task(self: Any, event_id: str) -> str:
-            st = resources.state()
-            try:
-                event = st.event(event_id)
-            except KeyError:
-                if then:
-                    then(event_id)  # keep the chain going so the event is released
-                return "expired"
-            outcome = "ok"
-            try:
-                if st.is_latest(event):
-                    body(st, event)
-                else:
-                    outcome = "superseded"
-            except TRANSIENT as exc:
-                if self.request.retries < settings().max_retries:
-                    raise self.retry(countdown=_backoff(self.request.retries), exc=exc)
-                outcome = _failed(st, event, name, f"gave up after {self.request.retries} retries: {exc}")
-            except KeyError as exc:  # the artifact expired: a later event brings the document back
-                outcome = _failed(st, event, name, f"artifact gone: {exc}")
-            except PermanentError as exc:
-                outcome = _failed(st, event, name, str(exc))
-            except Exception as exc:
-                log.exception("%s failed for event %s", name, event_id)
-                outcome = _failed(st, event, name, f"internal error: {type(exc).__name__}: {exc}"[:500])
-            if then:
-                then(event_id)
-            return outcome
+            return _run_followup(name, body, then, event_id, self.request.retries, self.retry)
 
+        dispatch.runs_in_place(name, lambda event_id: _run_followup(name, body, then, event_id, 0, None))
         return task
 
     return wrap
+
+
+def _run_followup(name: str, body: Callable[[State, Event], None], then: Callable[[str], None] | None,
+                  event_id: str, retries: int, retry: Callable[..., Any] | None) -> str:
+    """One follow-up for one event; ``retry`` is None when it runs in place after the previous stage."""
+    from workers.tasks import TRANSIENT, _backoff
+
+    st = resources.state()
+    started, outcome = time.perf_counter(), "retry"  # unless the attempt returns
+    try:
+        with dispatch.collecting() as chain:
+            try:
+                event = st.event(event_id)
+            except KeyError:
+                outcome = "expired"
+            else:
+                outcome = "ok"
+                try:
+                    if st.is_latest(event):
+                        body(st, event)
+                    else:
+                        outcome = "superseded"
+                except TRANSIENT as exc:
+                    if retries >= settings().max_retries:
+                        outcome = _failed(st, event, name, f"gave up after {retries} retries: {exc}")
+                    elif retry is None:  # ran in place: retries go through the queue
+                        app.tasks[f"sluice.{name}"].apply_async((event_id,), countdown=_backoff(0), retries=1)
+                        return "retry"
+                    else:
+                        raise retry(countdown=_backoff(retries), exc=exc)
+                except KeyError as exc:  # the artifact expired: a later event brings the document back
+                    outcome = _failed(st, event, name, f"artifact gone: {exc}")
+                except PermanentError as exc:
+                    outcome = _failed(st, event, name, str(exc))
+                except Exception as exc:
+                    log.exception("%s failed for event %s", name, event_id)
+                    outcome = _failed(st, event, name, f"internal error: {type(exc).__name__}: {exc}"[:500])
+            if then:
+                then(event_id)  # keep the chain going so the event is released
+    finally:
+        record(name, time.perf_counter() - started, outcome)
+    dispatch.run(chain)
+    return outcome
 
 
 def _failed(st: State, event: Event, stage: str, reason: str) -> str:
@@ -151,7 +170,7 @@ def _failed(st: State, event: Event, stage: str, reason: str) -> str:
 def _summarise_next(event_id: str) -> None:
     from workers import summary_tasks
 
-    summary_tasks.summarise.delay(event_id)
+    dispatch.hand_on(summary_tasks.summarise, event_id)
 
 
 # --------------------------------------------------------------------------- pipeline side
@@ -212,15 +231,21 @@ def _load_at_start(sender: Any = None, **_: Any) -> None:
         graphs()
 
 
-@app.task(name="sluice.graph_apply")
+@app.task(name="sluice.graph_apply", self_timed=True)
 def graph_apply(event_id: str) -> str:
     """The last follow-up: apply the document's contribution (if still current), index its summary,
     and release the event from the in-flight set whatever happened."""
+    return _graph_apply(event_id)
+
+
+def _graph_apply(event_id: str) -> str:
     from workers import summary_tasks
 
     st = resources.state()
+    started, outcome = time.perf_counter(), "failed"
     try:
-        return _apply(st, event_id)
+        outcome = _apply(st, event_id)
+        return outcome
     finally:
         try:
             summary_tasks.index_summary_of(st, st.event(event_id).doc_id)
@@ -228,6 +253,10 @@ def graph_apply(event_id: str) -> str:
             pass  # the event record expired: nothing left to index for it
         finally:
             st.release(event_id)
+            record("graph_apply", time.perf_counter() - started, outcome)
+
+
+dispatch.runs_in_place("graph_apply", _graph_apply)
 
 
 def _apply(st: State, event_id: str) -> str:

@@ -94,8 +94,7 @@ class Ingress:
         if event.action == Action.delete:
             tasks.delete.delay(event.event_id)
         else:  # the per-document parse limit: a pathological file fails, it never hangs a worker
-            limit = self.s.parse_time_limit_s
-            tasks.parse.apply_async((event.event_id,), soft_time_limit=limit, time_limit=limit + 15)
+            tasks.parse.apply_async((event.event_id,), kwargs={"limit_s": self.s.parse_time_limit_s})
         return event.event_id, "queued"
 
 

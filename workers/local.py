@@ -44,7 +44,9 @@ class LocalSluice:
         return proc
 
     def start_workers(self, concurrency: int = 2) -> None:
-        self.start("query", "query-worker", "--name", "query@test")
+        from workers.app import EMBEDDED_QUERY_QUEUES
+
+        self.start("query", "query-worker", "--name", "query@test", "--queues", ",".join(EMBEDDED_QUERY_QUEUES))
         self.start("pipeline", "worker", "--concurrency", str(concurrency), "--name", "pipeline@test")
         self.wait_for_workers({"query@test", "pipeline@test"})
 

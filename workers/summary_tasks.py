@@ -37,7 +37,7 @@ from pipelines.summarise import (
 from schemas.events import Event
 from schemas.settings import Settings
 from schemas.summaries import Summary
-from workers import resources
+from workers import dispatch, resources
 from workers.app import app
 from workers.config import settings
 from workers.graph_tasks import FOLLOWUP, drop, followup, followup_chunks
@@ -195,7 +195,7 @@ def _done(event_id: str) -> None:
     from workers.graph_tasks import graph_apply
 
     drop(resources.state(), FOLLOWUP, event_id)
-    graph_apply.delay(event_id)
+    dispatch.hand_on(graph_apply, event_id)
 
 
 @followup("summarise", then=_done)

@@ -72,7 +72,10 @@ def run_all(s: Settings, ingest_samples: bool = True) -> int:
     me = [sys.executable, "-m", "workers.cli"]
     procs: dict[str, subprocess.Popen[bytes]] = {}
     try:
-        procs["query-worker"] = _spawn(me + ["query-worker"], env, logs, "query-worker")
+        from workers.app import EMBEDDED_QUERY_QUEUES
+
+        procs["query-worker"] = _spawn(me + ["query-worker", "--queues", ",".join(EMBEDDED_QUERY_QUEUES)], env, logs,
+                                      "query-worker")
         procs["worker"] = _spawn(me + ["worker"], env, logs, "worker")
         procs["beat"] = _spawn(me + ["beat"], env, logs, "beat")  # summary batches, graph communities
         procs["api"] = _spawn(me + ["api"], env, logs, "api")

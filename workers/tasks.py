@@ -11,7 +11,11 @@ import hashlib
 import json
 import logging
 import random
-from collections.abc import Callable
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -26,11 +30,11 @@ from pipelines.upsert import DocumentMeta, apply_plan
 from schemas.documents import Chunk, ChunkPlan, ParsedDocument, RedactedDocument
 from schemas.events import Event
 from schemas.search import Mode, SearchRequest
-from workers import resources, sources
+from workers import dispatch, resources, sources
 from workers.app import app
 from workers.config import settings
 from workers.state import State
-from workers.telemetry import in_steps  # also records every task's duration (signals)
+from workers.telemetry import in_steps, record
 
 log = logging.getLogger("sluice.tasks")
 TRANSIENT = (TransientError, redis.ConnectionError, redis.TimeoutError, ConnectionError, TimeoutError)
@@ -45,37 +49,87 @@ def stage(name: str) -> Callable[[Callable[[State, Event], None]], Any]:
     """Wrap a stage body with idempotency, supersession, retries and dead letters."""
 
     def wrap(body: Callable[[State, Event], None]) -> Any:
-        @app.task(name=f"sluice.{name}", bind=True, max_retries=None, ignore_result=True)
-        def task(self: Any, event_id: str) -> str:
-            st = resources.state()
-            if st.stage_done(name, event_id):
-                return "duplicate"
-            event = st.event(event_id)
-            if not st.is_latest(event):
-                st.finish(event_id, "superseded")
-                return "superseded"
-            st.progress(event_id, name)
-            try:
-                body(st, event)
-            except SoftTimeLimitExceeded:
-                return _fail(st, event_id, name, f"{name} took longer than its time limit")
-            except PermanentError as exc:
-                if isinstance(exc.__cause__, SoftTimeLimitExceeded):  # a parser wrapped the limit
-                    return _fail(st, event_id, name, f"{name} took longer than its time limit")
-                return _fail(st, event_id, name, str(exc))
-            except TRANSIENT as exc:
-                if self.request.retries >= settings().max_retries:
-                    return _fail(st, event_id, name, f"gave up after {self.request.retries} retries: {exc}")
-                raise self.retry(countdown=_backoff(self.request.retries), exc=exc)
-            except Exception as exc:  # a bug: keep the event, tell the operator
-                log.exception("stage %s failed for event %s", name, event_id)
-                return _fail(st, event_id, name, f"internal error: {type(exc).__name__}: {exc}"[:500])
-            st.mark_stage_done(name, event_id)
-            return "ok"
+        @app.task(name=f"sluice.{name}", bind=True, max_retries=None, ignore_result=True, self_timed=True)
+        def task(self: Any, event_id: str, limit_s: float | None = None) -> str:
+            return _run(name, body, event_id, self.request.retries, self.retry, limit_s)
 
+        dispatch.runs_in_place(name, lambda event_id: _run(name, body, event_id, 0, None))
         return task
 
     return wrap
+
+
+def _run(name: str, body: Callable[[State, Event], None], event_id: str, retries: int,
+         retry: Callable[..., Any] | None, limit_s: float | None = None) -> str:
+    """One stage for one event; ``retry`` is None when it runs in place after the previous stage.
+
+    ``limit_s`` is this stage's own time limit (the ingress gives parse one); the stages it
+    hands on in place run after it, outside it, under the task's general limit.
+    """
+    st = resources.state()
+    if retry is not None and st.stage_done(name, event_id):
+        return "duplicate"
+    event = st.event(event_id)
+    if not st.is_latest(event):
+        st.finish(event_id, "superseded")
+        return "superseded"
+    st.progress(event_id, name)
+    started, outcome = time.perf_counter(), "retry"  # unless the attempt returns
+    try:
+        with dispatch.collecting() as chain:
+            outcome = _attempt(name, body, st, event, retries, retry, limit_s)
+    finally:
+        record(name, time.perf_counter() - started, outcome)
+    if outcome != "ok":
+        return outcome
+    dispatch.run(chain)
+    st.mark_stage_done(name, event_id)
+    return outcome
+
+
+def _attempt(name: str, body: Callable[[State, Event], None], st: State, event: Event, retries: int,
+             retry: Callable[..., Any] | None, limit_s: float | None) -> str:
+    event_id = event.event_id
+    try:
+        with _alarm(limit_s):
+            body(st, event)
+    except SoftTimeLimitExceeded:
+        return _fail(st, event_id, name, f"{name} took longer than its time limit")
+    except PermanentError as exc:
+        if isinstance(exc.__cause__, SoftTimeLimitExceeded):  # a parser wrapped the limit
+            return _fail(st, event_id, name, f"{name} took longer than its time limit")
+        return _fail(st, event_id, name, str(exc))
+    except TRANSIENT as exc:
+        if retries >= settings().max_retries:
+            return _fail(st, event_id, name, f"gave up after {retries} retries: {exc}")
+        if retry is None:  # ran in place: its retries go through the queue like any other
+            app.tasks[f"sluice.{name}"].apply_async((event_id,), countdown=_backoff(0), retries=1)
+            return "retry"
+        raise retry(countdown=_backoff(retries), exc=exc)
+    except Exception as exc:  # a bug: keep the event, tell the operator
+        log.exception("stage %s failed for event %s", name, event_id)
+        return _fail(st, event_id, name, f"internal error: {type(exc).__name__}: {exc}"[:500])
+    return "ok"
+
+
+@contextmanager
+def _alarm(seconds: float | None) -> Iterator[None]:
+    """Raise SoftTimeLimitExceeded after ``seconds`` (SIGALRM: the main thread of a prefork child or
+    a solo worker; elsewhere only the task's general limit applies)."""
+    if not seconds or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def expire(*_: Any) -> None:
+        raise SoftTimeLimitExceeded()
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 def _fail(st: State, event_id: str, stage_name: str, reason: str) -> str:
@@ -98,7 +152,7 @@ def parse(st: State, event: Event) -> None:
         return
     doc = parse_bytes(data, event.key, max_bytes=s.max_document_bytes)
     st.put_json("parsed", event.event_id, doc.model_dump_json())
-    redact.delay(event.event_id)
+    dispatch.hand_on(redact, event.event_id)
 
 
 @stage("redact")
@@ -120,7 +174,7 @@ def redact(st: State, event: Event) -> None:
     entities = list(dict.fromkeys(e for r in done for e in r.entities if e[1] in NER_LABELS))
     out = RedactedDocument(file_type=doc.file_type, title=title, elements=elements, pii_counts=counts, entities=entities)
     st.put_json("redacted", event.event_id, out.model_dump_json())
-    chunk.delay(event.event_id)
+    dispatch.hand_on(chunk, event.event_id)
 
 
 @stage("chunk")
@@ -130,7 +184,7 @@ def chunk(st: State, event: Event) -> None:
     if not chunks:
         raise PermanentError("no text left to index after parsing")
     st.put_json("chunks", event.event_id, json.dumps([c.model_dump() for c in chunks]))
-    diff.delay(event.event_id)
+    dispatch.hand_on(diff, event.event_id)
 
 
 def _chunks(st: State, event_id: str) -> list[Chunk]:
@@ -144,7 +198,7 @@ def diff(st: State, event: Event) -> None:
     chunk_plan = diffing.plan(chunks, indexed, force=event.force)
     st.put_json("plan", event.event_id, chunk_plan.model_dump_json())
     if chunk_plan.embed:
-        embed.delay(event.event_id)
+        dispatch.hand_on(embed, event.event_id)
         return
     same_version = all(p.get("doc_version") == event.version for p in indexed.values())
     _upsert(st, event, vectors_needed=False, unchanged=same_version and not chunk_plan.delete)
@@ -156,7 +210,7 @@ def embed(st: State, event: Event) -> None:
     chunk_plan = ChunkPlan.model_validate_json(st.get_json("plan", event.event_id))
     vectors = in_steps(resources.embedder().embed, [chunks[p].text for p in chunk_plan.embed])
     st.put_vectors(event.event_id, vectors)
-    upsert.delay(event.event_id)
+    dispatch.hand_on(upsert, event.event_id)
 
 
 @stage("upsert")

@@ -83,15 +83,19 @@ def _start(task_id: str | None = None, **_: Any) -> None:
 def _stop(task_id: str | None = None, task: Any = None, retval: Any = None, state: str | None = None, **_: Any) -> None:
     started = _started.pop(task_id or "", None)
     name = getattr(task, "name", "") or ""
-    if started is None or not name.startswith("sluice."):
-        return
+    if started is None or not name.startswith("sluice.") or getattr(task, "self_timed", False):
+        return  # pipeline stages time themselves, also when one runs in place after another
+    record(name.removeprefix("sluice."), time.perf_counter() - started, _outcome(retval, state))
+
+
+def record(task: str, seconds: float, outcome: str) -> None:
+    """One run of a task or stage; metrics must never fail the work."""
     try:
         from workers import resources
 
-        seconds = time.perf_counter() - started
-        observe(resources.state().r, name.removeprefix("sluice."), seconds, _outcome(retval, state))
-    except Exception as exc:  # metrics must never fail a task
-        log.debug("could not record the duration of %s: %s", name, exc)
+        observe(resources.state().r, task, seconds, outcome)
+    except Exception as exc:
+        log.debug("could not record the duration of %s: %s", task, exc)
 
 
 def progress(done: int, total: int) -> None:
