@@ -52,10 +52,6 @@ def marker(doc_id: str) -> str:
     return f"{P}graphver:{doc_id}"
 
 
-def drop(st: State, kind: str, event_id: str) -> None:
-    st.r.delete(f"{P}art:{kind}:{event_id}")  # same layout as State.put_json
-
-
 def followup_kept(st: State, event_id: str) -> tuple[list[Chunk], list[tuple[str, str]]]:
     """The chunks and named entities ``after_upsert`` kept, read in one go."""
     kept = json.loads(st.get_json(FOLLOWUP, event_id))
@@ -273,7 +269,7 @@ def _apply(st: State, event_id: str) -> str:
             outcome = "applied"
         else:
             outcome = "stale"  # changed or deleted since; its newer event brings its own contribution
-    drop(st, "graphcontrib", event_id)
+    st.drop("graphcontrib", event_id)
     return outcome
 
 

@@ -8,6 +8,7 @@ per-(stage, event) idempotency marks, per-document status and dead letters.
 from __future__ import annotations
 
 import json
+import threading
 import time
 import uuid
 from typing import Any
@@ -26,6 +27,15 @@ class State:
     def __init__(self, client: redis.Redis, artifact_ttl_s: int = 86400) -> None:
         self.r = client
         self.ttl = artifact_ttl_s
+        self._seen = threading.local()
+
+    def _memo(self, event_id: str) -> dict[str, Any]:
+        """This thread's copies of one event's artifacts, written or read here: stages that run in
+        place one after another (workers/dispatch.py) read them without a round trip. Redis stays
+        the record; the copies last until the thread moves on to another event."""
+        if getattr(self._seen, "event_id", None) != event_id:
+            self._seen.event_id, self._seen.items = event_id, {}
+        return self._seen.items  # type: ignore[no-any-return]
 
     @classmethod
     def from_url(cls, url: str, artifact_ttl_s: int = 86400) -> "State":
@@ -109,25 +119,40 @@ class State:
 
     # -- artifacts ----------------------------------------------------------
     def put_json(self, kind: str, event_id: str, value: str) -> None:
-        self.r.set(f"{P}art:{kind}:{event_id}", value, ex=self.ttl)
+        self._put(kind, event_id, value)
 
     def get_json(self, kind: str, event_id: str) -> str:
-        raw = self.r.get(f"{P}art:{kind}:{event_id}")
-        if raw is None:
-            raise KeyError(f"{kind} artifact of event {event_id} expired")
-        return raw.decode()
+        return self._get(kind, event_id).decode()
 
     def put_vectors(self, event_id: str, vectors: np.ndarray) -> None:
-        self.r.set(f"{P}art:vectors:{event_id}", vectors.astype(np.float32).tobytes(), ex=self.ttl)
+        self._put("vectors", event_id, vectors.astype(np.float32).tobytes())
 
     def get_vectors(self, event_id: str, dims: int) -> np.ndarray:
-        raw = self.r.get(f"{P}art:vectors:{event_id}")
-        if raw is None:
-            raise KeyError(f"vectors of event {event_id} expired")
-        return np.frombuffer(raw, dtype=np.float32).reshape(-1, dims)
+        return np.frombuffer(self._get("vectors", event_id), dtype=np.float32).reshape(-1, dims)
+
+    def _put(self, kind: str, event_id: str, value: str | bytes) -> None:
+        self.r.set(f"{P}art:{kind}:{event_id}", value, ex=self.ttl)
+        self._memo(event_id)[kind] = value.encode() if isinstance(value, str) else value
+
+    def _get(self, kind: str, event_id: str) -> bytes:
+        memo = self._memo(event_id)
+        if kind not in memo:
+            raw = self.r.get(f"{P}art:{kind}:{event_id}")
+            if raw is None:
+                raise KeyError(f"{kind} artifact of event {event_id} expired")
+            memo[kind] = raw
+        return memo[kind]  # type: ignore[no-any-return]
+
+    def drop(self, kind: str, event_id: str) -> None:
+        self.r.delete(f"{P}art:{kind}:{event_id}")
+        self._memo(event_id).pop(kind, None)
 
     def drop_artifacts(self, event_id: str) -> None:
-        self.r.delete(*(f"{P}art:{k}:{event_id}" for k in ("parsed", "redacted", "chunks", "plan", "vectors")))
+        kinds = ("parsed", "redacted", "chunks", "plan", "vectors")
+        self.r.delete(*(f"{P}art:{k}:{event_id}" for k in kinds))
+        memo = self._memo(event_id)
+        for k in kinds:
+            memo.pop(k, None)
 
     # -- documents ----------------------------------------------------------
     def indexed_version(self, doc_id: str) -> str | None:

@@ -40,7 +40,7 @@ from schemas.summaries import Summary
 from workers import dispatch, resources
 from workers.app import app
 from workers.config import settings
-from workers.graph_tasks import FOLLOWUP, drop, followup, followup_chunks
+from workers.graph_tasks import FOLLOWUP, followup, followup_chunks
 from workers.state import P, State
 
 log = logging.getLogger("sluice.summaries")
@@ -194,7 +194,7 @@ def _done(event_id: str) -> None:
     """
     from workers.graph_tasks import graph_apply
 
-    drop(resources.state(), FOLLOWUP, event_id)
+    resources.state().drop(FOLLOWUP, event_id)
     dispatch.hand_on(graph_apply, event_id)
 
 
