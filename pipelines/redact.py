@@ -120,6 +120,7 @@ class Redaction:
 _WORD = r"[\p{L}\p{M}][\p{L}\p{M}'’\-]*\.?"
 _CAP = r"\p{Lu}[\p{L}\p{M}'’\-]*[\p{L}\p{M}]"  # capitalised word, 2+ letters
 _HOUSE = r"\d{1,5}[A-Za-z]?(?:[ /-]\d{1,5}[A-Za-z]?)?"
+_DIGIT = re.compile(r"\d")
 _POSTAL = (
     r"(?:\d{4,6}(?:-\d{3,4})?|[A-Z]{1,2}\d[A-Z\d]?\s?\d[A-Z]{2}|[A-Z]\d[A-Z]\s?\d[A-Z]\d)"
 )
@@ -355,7 +356,9 @@ class StreetAddressRecognizer(LocalRecognizer):
     def _streets(self, text: str, cased: bool) -> list[tuple[int, int, float]]:
         """Per pattern and end: the longest match that starts with a house number,
         else the shortest (so "Yesterday Nassaustraat 5" keeps "Yesterday")."""
-        found = []
+        found: list[tuple[int, int, float]] = []
+        if not _DIGIT.search(text):  # every match kept below has a house number; most prose has none
+            return found
         for pattern in [*_STREET_PATTERNS, _BARE_STREET]:
             by_end: dict[int, list] = {}
             for m in pattern.finditer(text, overlapped=True):
