@@ -114,8 +114,30 @@ class State:
     def stage_done(self, stage: str, event_id: str) -> bool:
         return bool(self.r.exists(f"{P}done:{stage}:{event_id}"))
 
-    def mark_stage_done(self, stage: str, event_id: str) -> None:
-        self.r.set(f"{P}done:{stage}:{event_id}", 1, ex=self.ttl)
+    def mark_stage_done(self, stage: str, event_id: str, pipe: Any = None) -> None:
+        (pipe or self.r).set(f"{P}done:{stage}:{event_id}", 1, ex=self.ttl)
+
+    def begin_stage(self, stage: str, event_id: str, dedupe: bool) -> Event | str:
+        """A stage's entry checks and its progress mark in two round trips, one when it runs in place
+        after another stage of the same event: "duplicate", "superseded", or the event to work on."""
+        memo = self._memo(event_id)
+        if dedupe or "event" not in memo:
+            pipe = self.r.pipeline(transaction=False)
+            if dedupe:
+                pipe.exists(f"{P}done:{stage}:{event_id}")
+            pipe.hget(f"{P}event:{event_id}", "event")
+            *done, raw = pipe.execute()
+            if done and done[0]:
+                return "duplicate"
+            if raw is None:
+                raise KeyError(f"event {event_id} is unknown (expired or never admitted)")
+            memo["event"] = Event.model_validate_json(raw)
+        event: Event = memo["event"]
+        pipe = self.r.pipeline(transaction=False)
+        pipe.get(f"{P}latest:{event.doc_id}")
+        pipe.hset(f"{P}event:{event_id}", mapping={"stage": stage, "status": "running"})
+        latest = pipe.execute()[0]
+        return event if latest is None or latest.decode() == event_id else "superseded"
 
     # -- artifacts ----------------------------------------------------------
     def put_json(self, kind: str, event_id: str, value: str) -> None:

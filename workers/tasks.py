@@ -34,7 +34,7 @@ from workers import dispatch, resources, sources
 from workers.app import app
 from workers.config import settings
 from workers.state import State
-from workers.telemetry import in_steps, record
+from workers.telemetry import count, in_steps, record
 
 log = logging.getLogger("sluice.tasks")
 TRANSIENT = (TransientError, redis.ConnectionError, redis.TimeoutError, ConnectionError, TimeoutError)
@@ -67,23 +67,26 @@ def _run(name: str, body: Callable[[State, Event], None], event_id: str, retries
     hands on in place run after it, outside it, under the task's general limit.
     """
     st = resources.state()
-    if retry is not None and st.stage_done(name, event_id):
-        return "duplicate"
-    event = st.event(event_id)
-    if not st.is_latest(event):
+    event = st.begin_stage(name, event_id, dedupe=retry is not None)
+    if event == "superseded":
         st.finish(event_id, "superseded")
-        return "superseded"
-    st.progress(event_id, name)
+    if isinstance(event, str):
+        return event
     started, outcome = time.perf_counter(), "retry"  # unless the attempt returns
     try:
         with dispatch.collecting() as chain:
             outcome = _attempt(name, body, st, event, retries, retry, limit_s)
     finally:
-        record(name, time.perf_counter() - started, outcome)
+        seconds = time.perf_counter() - started
+        if outcome != "ok":
+            record(name, seconds, outcome)
     if outcome != "ok":
         return outcome
     dispatch.run(chain)
-    st.mark_stage_done(name, event_id)
+    pipe = st.r.pipeline(transaction=False)  # its counts and its done mark in one round trip
+    count(pipe, name, seconds, outcome)
+    st.mark_stage_done(name, event_id, pipe)
+    pipe.execute()
     return outcome
 
 

@@ -43,10 +43,15 @@ def _label(bound: float) -> str:
 
 def observe(r: redis.Redis, task: str, seconds: float, outcome: str) -> None:
     pipe = r.pipeline(transaction=False)
+    count(pipe, task, seconds, outcome)
+    pipe.execute()
+
+
+def count(pipe: Any, task: str, seconds: float, outcome: str) -> None:
+    """Queue one run's counts on a pipeline (a stage sends them with its done mark)."""
     pipe.hincrby(LATENCY + task, bucket(seconds), 1)
     pipe.hincrbyfloat(LATENCY + task, "sum", seconds)
     pipe.hincrby(RUNS, f"{task}|{outcome}", 1)
-    pipe.execute()
 
 
 def latencies(r: redis.Redis) -> dict[str, tuple[list[tuple[str, int]], float]]:
