@@ -46,8 +46,10 @@ def test_outside_a_stage_or_in_a_client_everything_is_published(monkeypatch):
 
 
 def test_every_pipeline_stage_can_run_in_place():
-    import workers.tasks  # noqa: F401  (registers the stages)
-    import workers.summary_tasks  # noqa: F401
+    import workers.summary_tasks
+    import workers.tasks  # registers the stages
+
+    assert workers.tasks.parse and workers.summary_tasks.summarise
 
     assert {"parse", "redact", "chunk", "diff", "embed", "upsert", "graph_extract", "summarise",
             "graph_apply"} <= set(dispatch._runners)

@@ -113,44 +113,51 @@ def warm_up(local: LocalSluice, st: State, documents: int = 8) -> None:
     Workers load spaCy, Presidio and the embedder on their first task; a few
     documents of our own (outside the corpus) go through every stage first.
     """
-    from workers import client
-    from workers.config import settings
-
     folder = local.root / "warm-up"
     folder.mkdir()
     for i in range(documents):
         (folder / f"warm-up-{i}.txt").write_text(f"Warm-up note {i}\n\nThe Riverside Water Board met on Tuesday.\n")
-    client.ingest(st, settings(), client.events_for([folder], settings()), wait=True)
-    while st.in_flight():  # graph and summary follow-ups too
-        time.sleep(0.1)
+    _ingest_all(st, folder)
+
+
+def _ingest_all(st: State, folder: Path) -> tuple[Any, float]:
+    """Ingest a folder and wait until nothing is in flight: the graph and summary follow-ups of
+    the last documents run after their events are done, and their time counts too."""
+    from workers import client
+    from workers.config import settings
+
+    started = time.monotonic()
+    report = client.ingest(st, settings(), client.events_for([folder], settings()), wait=True)
+    while st.in_flight():
+        time.sleep(0.05)
+    return report, time.monotonic() - started
 
 
 def bench_ingest(beir: Path, limit: int | None = None, followups: bool = True) -> dict[str, Any]:
     from workers import client, tasks
-    from workers.config import settings
     from workers.sources import folder_source
 
     with beir_sluice(beir, limit, followups=str(followups).lower()) as (local, folder, documents, st):
         warm_up(local, st)
         with RssPeak([p.pid for p in local.procs.values()]) as rss:
-            first = client.ingest(st, settings(), client.events_for([folder], settings()), wait=True)
-            again = client.ingest(st, settings(), client.events_for([folder], settings()), wait=True)
+            first, first_s = _ingest_all(st, folder)
+            again, again_s = _ingest_all(st, folder)
         texts = client.ask(tasks.texts, (folder_source(folder),), 300)
     raw = raw_embed_rate(texts)
-    chunks_per_s = len(texts) / first.elapsed_s
+    chunks_per_s = len(texts) / first_s
     return {
         "followups": followups,
         "documents": documents,
         "chunks": len(texts),
         "failed": len(first.failed),
-        "elapsed_s": round(first.elapsed_s, 2),
-        "docs_per_s": round(documents / first.elapsed_s, 2),
+        "elapsed_s": round(first_s, 2),
+        "docs_per_s": round(documents / first_s, 2),
         "chunks_per_s": round(chunks_per_s, 2),
         "raw_embed_chunks_per_s": round(raw, 2),
         "pipeline_to_raw_ratio": round(chunks_per_s / raw, 3),
-        "reingest_elapsed_s": round(again.elapsed_s, 3),
+        "reingest_elapsed_s": round(again_s, 3),
         "reingest_chunks_embedded": again.chunks_embedded,
-        "reingest_to_first_ratio": round(again.elapsed_s / first.elapsed_s, 4),
+        "reingest_to_first_ratio": round(again_s / first_s, 4),
         "peak_rss_mb": round(rss.peak / 2**20),
     }
 
