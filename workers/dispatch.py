@@ -7,9 +7,9 @@ place keeps everything else about it: its own supersession check, dead letter un
 its own name and recorded duration. Which queues a worker consumes decides it, so a
 deployment that runs every stage class on its own machines keeps one hop per stage.
 
-A stage that hands on in place is marked done only after the stages it ran in place,
-so a worker killed midway gets the whole message again (late ack) and redoes the
-chain from its first stage; every stage is idempotent.
+A stage that hands on in place is marked done only after the stages it ran in place.
+A worker killed midway gets the whole message again (late ack) and redoes the chain
+from its first unfinished stage: a stage found done has handed on already.
 """
 
 from __future__ import annotations

@@ -117,21 +117,21 @@ class State:
     def mark_stage_done(self, stage: str, event_id: str, pipe: Any = None) -> None:
         (pipe or self.r).set(f"{P}done:{stage}:{event_id}", 1, ex=self.ttl)
 
-    def begin_stage(self, stage: str, event_id: str, dedupe: bool) -> Event | str:
-        """A stage's entry checks and its progress mark in two round trips, one when it runs in place
-        after another stage of the same event: "duplicate", "superseded", or the event to work on."""
+    def begin_stage(self, stage: str, event_id: str) -> Event | str:
+        """A stage's entry checks and its progress mark in two round trips: "duplicate",
+        "superseded", or the event to work on (kept in the thread for the stages run in place)."""
         memo = self._memo(event_id)
-        if dedupe or "event" not in memo:
-            pipe = self.r.pipeline(transaction=False)
-            if dedupe:
-                pipe.exists(f"{P}done:{stage}:{event_id}")
+        pipe = self.r.pipeline(transaction=False)
+        pipe.exists(f"{P}done:{stage}:{event_id}")
+        if "event" not in memo:
             pipe.hget(f"{P}event:{event_id}", "event")
-            *done, raw = pipe.execute()
-            if done and done[0]:
-                return "duplicate"
-            if raw is None:
+        done, *raw = pipe.execute()
+        if done:
+            return "duplicate"  # and so are the stages it ran in place: it is marked after them
+        if raw:
+            if raw[0] is None:
                 raise KeyError(f"event {event_id} is unknown (expired or never admitted)")
-            memo["event"] = Event.model_validate_json(raw)
+            memo["event"] = Event.model_validate_json(raw[0])
         event: Event = memo["event"]
         pipe = self.r.pipeline(transaction=False)
         pipe.get(f"{P}latest:{event.doc_id}")

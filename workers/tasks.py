@@ -67,7 +67,7 @@ def _run(name: str, body: Callable[[State, Event], None], event_id: str, retries
     hands on in place run after it, outside it, under the task's general limit.
     """
     st = resources.state()
-    event = st.begin_stage(name, event_id, dedupe=retry is not None)
+    event = st.begin_stage(name, event_id)
     if event == "superseded":
         st.finish(event_id, "superseded")
     if isinstance(event, str):
