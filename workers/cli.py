@@ -71,7 +71,6 @@ def worker(
     """A pipeline worker (prefork) for the given stage queues."""
     _connect()
     from workers.app import app as celery_app
-
     from workers.dispatch import QUEUES_ENV
 
     os.environ["SLUICE_WORKER_CONCURRENCY"] = str(concurrency)

@@ -117,7 +117,7 @@ def followup(name: str, then: Callable[[str], None] | None = None) -> Callable[[
 def _run_followup(name: str, body: Callable[[State, Event], None], then: Callable[[str], None] | None,
                   event_id: str, retries: int, retry: Callable[..., Any] | None) -> str:
     """One follow-up for one event; ``retry`` is None when it runs in place after the previous stage."""
-    from workers.tasks import TRANSIENT, _backoff
+    from workers.tasks import TRANSIENT, retry_later
 
     st = resources.state()
     started, outcome = time.perf_counter(), "retry"  # unless the attempt returns
@@ -137,11 +137,8 @@ def _run_followup(name: str, body: Callable[[State, Event], None], then: Callabl
                 except TRANSIENT as exc:
                     if retries >= settings().max_retries:
                         outcome = _failed(st, event, name, f"gave up after {retries} retries: {exc}")
-                    elif retry is None:  # ran in place: retries go through the queue
-                        app.tasks[f"sluice.{name}"].apply_async((event_id,), countdown=_backoff(0), retries=1)
-                        return "retry"
                     else:
-                        raise retry(countdown=_backoff(retries), exc=exc)
+                        return retry_later(name, event_id, retries, retry, exc)
                 except KeyError as exc:  # the artifact expired: a later event brings the document back
                     outcome = _failed(st, event, name, f"artifact gone: {exc}")
                 except PermanentError as exc:

@@ -78,9 +78,6 @@ class State:
         latest = self.r.get(f"{P}latest:{event.doc_id}")
         return latest is None or latest.decode() == event.event_id
 
-    def progress(self, event_id: str, stage: str, **fields: Any) -> None:
-        self.r.hset(f"{P}event:{event_id}", mapping={"stage": stage, "status": "running", **_str(fields)})
-
     def finish(self, event_id: str, status: str, release: bool = True, **fields: Any) -> None:
         """Terminal state for an event. It leaves the in-flight set unless follow-up work
         (graph, summary) still has to run for it: that work counts against the bounds too."""
@@ -111,9 +108,6 @@ class State:
         return int(self.r.zremrangebyscore(f"{P}inflight", 0, time.time() - older_than_s))
 
     # -- idempotency --------------------------------------------------------
-    def stage_done(self, stage: str, event_id: str) -> bool:
-        return bool(self.r.exists(f"{P}done:{stage}:{event_id}"))
-
     def mark_stage_done(self, stage: str, event_id: str, pipe: Any = None) -> None:
         (pipe or self.r).set(f"{P}done:{stage}:{event_id}", 1, ex=self.ttl)
 

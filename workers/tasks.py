@@ -45,6 +45,15 @@ def _backoff(retries: int) -> float:
     return min(base, 300.0) * random.uniform(0.5, 1.5)
 
 
+def retry_later(name: str, event_id: str, retries: int, retry: Callable[..., Any] | None, exc: Exception) -> str:
+    """Back off and run the stage again: Celery's own retry for a delivered task; a stage that ran
+    in place is published again, and its later retries take the delivered path."""
+    if retry is None:
+        app.tasks[f"sluice.{name}"].apply_async((event_id,), countdown=_backoff(0), retries=1)
+        return "retry"
+    raise retry(countdown=_backoff(retries), exc=exc)
+
+
 def stage(name: str) -> Callable[[Callable[[State, Event], None]], Any]:
     """Wrap a stage body with idempotency, supersession, retries and dead letters."""
 
@@ -105,10 +114,7 @@ def _attempt(name: str, body: Callable[[State, Event], None], st: State, event: 
     except TRANSIENT as exc:
         if retries >= settings().max_retries:
             return _fail(st, event_id, name, f"gave up after {retries} retries: {exc}")
-        if retry is None:  # ran in place: its retries go through the queue like any other
-            app.tasks[f"sluice.{name}"].apply_async((event_id,), countdown=_backoff(0), retries=1)
-            return "retry"
-        raise retry(countdown=_backoff(retries), exc=exc)
+        return retry_later(name, event_id, retries, retry, exc)
     except Exception as exc:  # a bug: keep the event, tell the operator
         log.exception("stage %s failed for event %s", name, event_id)
         return _fail(st, event_id, name, f"internal error: {type(exc).__name__}: {exc}"[:500])
