@@ -134,6 +134,9 @@ class Index(Protocol):
     def chunk_hashes(self, doc_id: str) -> dict[str, dict[str, Any]]: ...
     def documents(self, source: str | None = None) -> dict[str, dict[str, Any]]: ...
     def payloads(self, must: dict[str, str] | None = None, kind: Kind = "chunk") -> Iterable[dict[str, Any]]: ...
+    def chunk_vectors(self, doc_id: str) -> list[tuple[dict[str, Any], np.ndarray]]:
+        """A document's chunk payloads, each with its dense vector."""
+        ...
     def count(self, must: dict[str, str] | None = None, kind: Kind = "chunk") -> int: ...
     def query(
         self,
@@ -145,15 +148,22 @@ class Index(Protocol):
     def close(self) -> None: ...
 
 
-def _scroll_payloads(scroll_page, page_size: int = 512) -> Iterable[dict[str, Any]]:  # type: ignore[no-untyped-def]
-    """Walk every page of a scroll, yielding payloads."""
+def _scroll(scroll_page, page_size: int = 512) -> Iterable[Any]:  # type: ignore[no-untyped-def]
+    """Walk every page of a scroll, yielding records."""
     offset = None
     while True:
         records, offset = scroll_page(offset, page_size)
-        for record in records:
-            yield dict(record.payload or {})
+        yield from records
         if offset is None:
             break
+
+
+def _scroll_payloads(scroll_page) -> Iterable[dict[str, Any]]:  # type: ignore[no-untyped-def]
+    return (dict(record.payload or {}) for record in _scroll(scroll_page))
+
+
+def _with_dense(records: Iterable[Any]) -> list[tuple[dict[str, Any], np.ndarray]]:
+    return [(dict(r.payload or {}), np.asarray(r.vector[DENSE], dtype=np.float32)) for r in records]
 
 
 def _documents_from(payloads: Iterable[dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -240,6 +250,16 @@ class EdgeIndex:
             return self.shard.scroll(q.ScrollRequest(offset=offset, limit=limit, filter=flt, with_payload=True))
 
         return _scroll_payloads(page)
+
+    def chunk_vectors(self, doc_id: str) -> list[tuple[dict[str, Any], np.ndarray]]:
+        q, flt = self.q, self._filter({"doc_id": doc_id})
+
+        def page(offset, limit):  # type: ignore[no-untyped-def]
+            return self.shard.scroll(
+                q.ScrollRequest(offset=offset, limit=limit, filter=flt, with_payload=True, with_vector=[DENSE])
+            )
+
+        return _with_dense(_scroll(page))
 
     def chunk_hashes(self, doc_id: str) -> dict[str, dict[str, Any]]:
         return {p["chunk_hash"]: p for p in self.payloads({"doc_id": doc_id})}
@@ -360,6 +380,16 @@ class ServerIndex:
             )
 
         return _scroll_payloads(page)
+
+    def chunk_vectors(self, doc_id: str) -> list[tuple[dict[str, Any], np.ndarray]]:
+        flt = self._filter({"doc_id": doc_id})
+
+        def page(offset, limit):  # type: ignore[no-untyped-def]
+            return self.client.scroll(
+                self.collection, scroll_filter=flt, limit=limit, offset=offset, with_payload=True, with_vectors=[DENSE]
+            )
+
+        return _with_dense(_scroll(page))
 
     def chunk_hashes(self, doc_id: str) -> dict[str, dict[str, Any]]:
         return {p["chunk_hash"]: p for p in self.payloads({"doc_id": doc_id})}

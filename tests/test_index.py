@@ -108,3 +108,35 @@ def test_request_validation():
     for bad in ({"q": ""}, {"q": "   "}, {"q": "x", "k": 0}, {"q": "x", "k": 101}, {"q": "x", "filters": {"secret": "1"}}):
         with pytest.raises(ValidationError):
             SearchRequest(**bad)
+
+
+def test_summary_point_takes_the_document_vector_unless_a_model_wrote_it(index, chunker, embedder, bm25):
+    import numpy as np
+
+    from pipelines.index import Where
+    from pipelines.summary_index import index_summary
+    from schemas.summaries import Summary
+
+    ingest(index, chunker, embedder, bm25, "water", TEXTS["water"])
+    stored = index.chunk_vectors("water")
+    assert sorted(p["position"] for p, _ in stored) == [0, 1]
+    by_text = {p["text"]: v for p, v in stored}
+    for text, vector in zip(TEXTS["water"], embedder.embed(TEXTS["water"])):
+        assert float(np.dot(by_text[text], vector)) > 1 - 1e-4  # the stored vectors are the chunks' own
+
+    def summary_point(vector):
+        (hit,) = index.query(vector, None, 1, Where(equals={"doc_id": "water"}, kind="summary"))
+        return hit
+
+    centroid = np.mean(embedder.embed(TEXTS["water"]), axis=0)
+    centroid /= np.linalg.norm(centroid)
+    extractive = Summary(doc_id="water", version="water", text=TEXTS["water"][0], kind="extractive", method="textrank")
+    assert index_summary(index, embedder, bm25, extractive, "water") == "indexed"
+    assert summary_point(centroid).score > 1 - 1e-4  # no model pass: the document's mean chunk vector
+
+    written = "Filters are cleaned on a fixed schedule and the water stays disinfected."
+    batch = Summary(doc_id="water", version="water", text=written, kind="batch", method="OpenAI Batch API")
+    assert index_summary(index, embedder, bm25, batch, "water") == "indexed"
+    hit = summary_point(embedder.embed([written])[0])
+    assert hit.score > 1 - 1e-4 and hit.payload["text"] == written  # new wording is embedded on its own
+    assert index.count({"doc_id": "water"}, kind="summary") == 1

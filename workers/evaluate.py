@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from pipelines.metrics import Qrels, Run, best_chunk_ranking, evaluate, judged_queries
-from schemas.search import Mode, SearchRequest
+from schemas.search import Mode, Scope, SearchRequest
 
 MODES = (Mode.hybrid, Mode.dense, Mode.lexical)
 DOCUMENTS = 100  # Recall@100 needs 100 distinct documents per query
@@ -83,7 +83,7 @@ def rank_bm25_run(corpus: dict[str, dict[str, Any]], queries: dict[str, str], de
     return run
 
 
-def search_run(queries: dict[str, str], mode: Mode) -> Run:
+def search_run(queries: dict[str, str], mode: Mode, scope: Scope = Scope.chunks) -> Run:
     """Each query through the query worker; chunks collapse to documents by their best chunk."""
     from workers import client
 
@@ -93,7 +93,7 @@ def search_run(queries: dict[str, str], mode: Mode) -> Run:
     k = min(want, _field_bound("k", "le") or want)
     run: dict[str, list[str]] = {}
     for qid, text in queries.items():
-        hits = client.search(SearchRequest(q=fit_query(text), k=k, mode=mode, **extra), timeout_s=120)
+        hits = client.search(SearchRequest(q=fit_query(text), k=k, mode=mode, scope=scope, **extra), timeout_s=120)
         run[qid] = best_chunk_ranking((h.key.removesuffix(".txt"), h.score) for h in hits)
     return run
 
@@ -117,6 +117,9 @@ def evaluate_retrieval(beir: Path, limit_queries: int | None = None) -> dict[str
         for mode in MODES:
             out[mode.value] = evaluate(search_run(queries, mode), qrels)
         searched = time.monotonic()
+        while st.in_flight():  # summaries are indexed by the last follow-up of each document
+            time.sleep(0.1)
+        out["summaries"] = {m.value: evaluate(search_run(queries, m, Scope.summaries), qrels) for m in MODES}
     out["rank_bm25"] = evaluate(rank_bm25_run(corpus, queries), qrels)
     out.update(
         queries=len(queries),
