@@ -81,7 +81,7 @@ def configure(broker_url: str, s: Settings) -> Celery:
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
         task_time_limit=s.task_time_limit_s,
-        task_soft_time_limit=max(1, s.task_time_limit_s - 30),
+        task_soft_time_limit=s.task_time_limit_s - min(30, s.task_time_limit_s // 4),  # never under 3/4 of it
         broker_transport_options={"visibility_timeout": s.task_time_limit_s * 2},
         result_expires=3600,
         task_routes={f"sluice.{name}": {"queue": q} for name, q in STAGE_QUEUES.items()},

@@ -66,7 +66,12 @@ def beir_sluice(
 
 
 class RssPeak:
-    """Peak summed RSS of a set of process trees, sampled in the background."""
+    """Peak summed RSS of a set of process trees, sampled in the background.
+
+    Cheap on purpose: it shares the cores it measures. Finding a tree's children
+    reads every process on the machine, so the trees are walked every 2 s and
+    only their members' RSS is read every 0.25 s.
+    """
 
     def __init__(self, pids: list[int]) -> None:
         self.roots = [psutil.Process(p) for p in pids]
@@ -74,13 +79,24 @@ class RssPeak:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
+    def _members(self) -> list[psutil.Process]:
+        members = []
+        for root in self.roots:
+            try:
+                members += [root, *root.children(recursive=True)]
+            except psutil.Error:
+                continue
+        return members
+
     def _run(self) -> None:
+        members, walked = self._members(), time.monotonic()
         while not self._stop.wait(0.25):
+            if time.monotonic() - walked > 2:
+                members, walked = self._members(), time.monotonic()
             total = 0
-            for root in self.roots:
+            for p in members:
                 try:
-                    for p in [root, *root.children(recursive=True)]:
-                        total += p.memory_info().rss
+                    total += p.memory_info().rss
                 except psutil.Error:
                     continue
             self.peak = max(self.peak, total)
@@ -94,17 +110,27 @@ class RssPeak:
         self._thread.join()
 
 
-def raw_embed_rate(texts: list[str]) -> float:
-    """Chunks per second of plain SentenceTransformer.encode, batch 64, torch, this process."""
+def raw_embed_rate(texts: list[str]) -> tuple[float, float]:
+    """Chunks per second of plain SentenceTransformer.encode, batch 64, torch, this process,
+    and the CPU seconds it took (all its threads)."""
     from sentence_transformers import SentenceTransformer
 
     from pipelines.embed import model_path
 
     model = SentenceTransformer(model_path(), device="cpu")
     model.encode(texts[:64], batch_size=64)  # warm-up
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     model.encode(texts, batch_size=64, normalize_embeddings=True, show_progress_bar=False)
-    return len(texts) / (time.perf_counter() - started)
+    return len(texts) / (time.perf_counter() - started), time.process_time() - cpu
+
+
+def cpu_seconds(trees: dict[str, int]) -> dict[str, float]:
+    """User + system CPU seconds of each process and its descendants (a worker and its pool children)."""
+    out = {}
+    for name, pid in trees.items():
+        root = psutil.Process(pid)
+        out[name] = sum(sum(p.cpu_times()[:2]) for p in [root, *root.children(recursive=True)])
+    return out
 
 
 def warm_up(local: LocalSluice, st: State, documents: int = 8) -> None:
@@ -139,12 +165,18 @@ def bench_ingest(beir: Path, limit: int | None = None, followups: bool = True) -
 
     with beir_sluice(beir, limit, followups=str(followups).lower()) as (local, folder, documents, st):
         warm_up(local, st)
+        trees = {"pipeline_worker": local.procs["pipeline"].pid, "query_worker": local.procs["query"].pid}
+        assert local.redis.proc is not None
+        trees["redis"] = local.redis.proc.pid
         with RssPeak([p.pid for p in local.procs.values()]) as rss:
+            before, client_before = cpu_seconds(trees), time.process_time()
             first, first_s = _ingest_all(st, folder)
+            after = cpu_seconds(trees) | {"client": time.process_time() - client_before}
             again, again_s = _ingest_all(st, folder)
         texts = client.ask(tasks.texts, (folder_source(folder),), 300)
-    raw = raw_embed_rate(texts)
+    raw, raw_cpu = raw_embed_rate(texts)
     chunks_per_s = len(texts) / first_s
+    cpu = {name: round(after[name] - before.get(name, 0.0), 1) for name in after}
     return {
         "followups": followups,
         "documents": documents,
@@ -155,6 +187,9 @@ def bench_ingest(beir: Path, limit: int | None = None, followups: bool = True) -
         "chunks_per_s": round(chunks_per_s, 2),
         "raw_embed_chunks_per_s": round(raw, 2),
         "pipeline_to_raw_ratio": round(chunks_per_s / raw, 3),
+        "cpu_s": cpu,
+        "cpu_ms_per_chunk": round(1000 * sum(cpu.values()) / len(texts), 1),
+        "raw_cpu_ms_per_chunk": round(1000 * raw_cpu / len(texts), 1),
         "reingest_elapsed_s": round(again_s, 3),
         "reingest_chunks_embedded": again.chunks_embedded,
         "reingest_to_first_ratio": round(again_s / first_s, 4),
