@@ -94,6 +94,7 @@ def query_worker(
 
     queues = queues or ",".join(QUERY_QUEUES)
     os.environ[QUEUES_ENV] = queues
+    os.environ["SLUICE_WORKER_CONCURRENCY"] = str(threads)  # its threads split the cores (workers/resources.py)
     celery_app.worker_main(
         ["worker", "-Q", queues, "-P", "threads", "-c", str(threads), "-n", name, "-E",
          "--loglevel", "INFO", "--without-gossip"]

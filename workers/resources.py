@@ -37,7 +37,9 @@ def embedder() -> Embedder:
 
 
 def _threads() -> int:
-    """Prefork children split the cores instead of each runtime grabbing all of them."""
+    """Concurrent tasks (prefork children, or a query worker's threads) split the cores instead of
+    each runtime grabbing all of them: on 2 busy cores a one-thread onnxruntime run costs ~16% less
+    CPU per chunk than a two-thread one (58 vs 68 ms), and the cores are busy whenever it matters."""
     children = int(os.environ.get("SLUICE_WORKER_CONCURRENCY", "1"))
     return max(1, (os.cpu_count() or 1) // max(1, children))
 
