@@ -77,3 +77,23 @@ def test_retries_run_out_into_the_dead_letter_store(eager, tmp_path, monkeypatch
     (letter,) = st.dead_letters()
     assert letter["stage"] == "parse" and letter["error"] == "gave up after 2 retries: connection refused"
     assert st.event_info(ev.event_id)["status"] == "failed" and st.in_flight() == 0
+
+
+def test_a_late_copy_of_a_finished_event_neither_runs_nor_reopens_it(tmp_path):
+    from workers.state import State
+
+    redis = EmbeddedRedis(tmp_path / "redis", persist=False).start()
+    try:
+        st = State.from_url(redis.url)
+        ev = _event(st, tmp_path)
+        assert st.begin_stage("parse", ev.event_id) == ev
+        assert st.event_info(ev.event_id)["status"] == "running"
+        st.finish(ev.event_id, "done")
+        late = State.from_url(redis.url)  # another worker, holding a redelivered copy of the redact message
+        assert late.begin_stage("redact", ev.event_id) == "duplicate"
+        assert (st.event_info(ev.event_id)["status"], st.event_info(ev.event_id)["stage"]) == ("done", "parse")
+        st.reset_event(ev)  # admitted again (a forced re-index): the event runs once more
+        assert late.begin_stage("redact", ev.event_id) == ev
+        assert st.event_info(ev.event_id)["status"] == "running"
+    finally:
+        redis.stop()

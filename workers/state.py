@@ -21,6 +21,17 @@ from schemas.events import Event
 P = "sluice:"
 STAGES = ("parse", "redact", "chunk", "diff", "embed", "upsert", "delete")
 TERMINAL = {"done", "unchanged", "deleted", "failed", "superseded"}
+# A stage's progress mark, written only while its event is unfinished (checked and set atomically, so a
+# late copy of an event can never set a finished one back to running); returns {latest event of the doc, marked}.
+_PROGRESS = """
+local status = redis.call('HGET', KEYS[1], 'status')
+local latest = redis.call('GET', KEYS[2])
+for i = 2, #ARGV do
+  if status == ARGV[i] then return {latest, 0} end
+end
+redis.call('HSET', KEYS[1], 'stage', ARGV[1], 'status', 'running')
+return {latest, 1}
+"""
 
 
 class State:
@@ -28,6 +39,7 @@ class State:
         self.r = client
         self.ttl = artifact_ttl_s
         self._seen = threading.local()
+        self._progress = client.register_script(_PROGRESS)
 
     def _memo(self, event_id: str) -> dict[str, Any]:
         """This thread's copies of one event's artifacts, written or read here: stages that run in
@@ -127,10 +139,10 @@ class State:
                 raise KeyError(f"event {event_id} is unknown (expired or never admitted)")
             memo["event"] = Event.model_validate_json(raw[0])
         event: Event = memo["event"]
-        pipe = self.r.pipeline(transaction=False)
-        pipe.get(f"{P}latest:{event.doc_id}")
-        pipe.hset(f"{P}event:{event_id}", mapping={"stage": stage, "status": "running"})
-        latest = pipe.execute()[0]
+        latest, marked = self._progress(keys=[f"{P}event:{event_id}", f"{P}latest:{event.doc_id}"],
+                                        args=[stage, *sorted(TERMINAL)])
+        if not marked:
+            return "duplicate"  # a late copy of a finished event: only re-admission (reset_event) reopens it
         return event if latest is None or latest.decode() == event_id else "superseded"
 
     # -- artifacts ----------------------------------------------------------
