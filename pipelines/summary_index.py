@@ -12,10 +12,11 @@ document's points removes it.
 Its dense vector depends on the summary's kind. An extractive summary is a few
 of the document's own sentences, so its point takes the document's vector,
 the normalised mean of its chunk vectors, which are already in the index: no
-second model pass per document (that pass was a third of the embedding work
-of an ingest). On CISI, summary search loses 0.006 nDCG@10 and gains 0.016
-recall@100 by it (README, ``sluice eval retrieval``). A batch summary is new wording, so its own text is embedded.
-Both get the summary text's BM25 vector.
+second model pass per document (that pass was over a third of the embedding
+work of an ingest). On CISI, summary search loses 0.006 nDCG@10 and gains
+0.016 recall@100 by it (README, ``sluice eval retrieval``). A batch summary is
+new wording, so its own text is embedded. Both get the summary text's BM25
+vector.
 """
 
 from __future__ import annotations
