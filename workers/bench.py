@@ -83,7 +83,7 @@ class RssPeak:
         members = []
         for root in self.roots:
             try:
-                members += [root, *root.children(recursive=True)]
+                members += _tree(root)
             except psutil.Error:
                 continue
         return members
@@ -126,11 +126,12 @@ def raw_embed_rate(texts: list[str]) -> tuple[float, float]:
 
 def cpu_seconds(trees: dict[str, int]) -> dict[str, float]:
     """User + system CPU seconds of each process and its descendants (a worker and its pool children)."""
-    out = {}
-    for name, pid in trees.items():
-        root = psutil.Process(pid)
-        out[name] = sum(sum(p.cpu_times()[:2]) for p in [root, *root.children(recursive=True)])
-    return out
+    return {name: sum(sum(p.cpu_times()[:2]) for p in _tree(psutil.Process(pid))) for name, pid in trees.items()}
+
+
+def _tree(root: psutil.Process) -> list[psutil.Process]:
+    """A process and all its descendants (a worker and its pool children)."""
+    return [root, *root.children(recursive=True)]
 
 
 def warm_up(local: LocalSluice, st: State, documents: int = 8) -> None:
@@ -154,9 +155,14 @@ def _ingest_all(st: State, folder: Path) -> tuple[Any, float]:
 
     started = time.monotonic()
     report = client.ingest(st, settings(), client.events_for([folder], settings()), wait=True)
+    settle(st)
+    return report, time.monotonic() - started
+
+
+def settle(st: State) -> None:
+    """Wait until nothing is in flight: the follow-ups (graph, summary) of finished events included."""
     while st.in_flight():
         time.sleep(0.05)
-    return report, time.monotonic() - started
 
 
 def bench_ingest(beir: Path, limit: int | None = None, followups: bool = True) -> dict[str, Any]:

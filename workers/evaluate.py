@@ -100,7 +100,7 @@ def search_run(queries: dict[str, str], mode: Mode, scope: Scope = Scope.chunks)
 
 def evaluate_retrieval(beir: Path, limit_queries: int | None = None) -> dict[str, Any]:
     from workers import client
-    from workers.bench import beir_sluice
+    from workers.bench import beir_sluice, settle
     from workers.config import settings
 
     started = time.monotonic()
@@ -117,8 +117,7 @@ def evaluate_retrieval(beir: Path, limit_queries: int | None = None) -> dict[str
         for mode in MODES:
             out[mode.value] = evaluate(search_run(queries, mode), qrels)
         searched = time.monotonic()
-        while st.in_flight():  # summaries are indexed by the last follow-up of each document
-            time.sleep(0.1)
+        settle(st)  # summaries are indexed by the last follow-up of each document
         out["summaries"] = {m.value: evaluate(search_run(queries, m, Scope.summaries), qrels) for m in MODES}
     out["rank_bm25"] = evaluate(rank_bm25_run(corpus, queries), qrels)
     out.update(
