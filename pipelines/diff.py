@@ -6,13 +6,23 @@ an unchanged chunk never costs an embedding, whatever Redis remembers.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Mapping
+from typing import Any
 
+from pipelines.embed import SPACE
 from schemas.documents import Chunk, ChunkPlan
 
 
-def plan(chunks: list[Chunk], indexed_hashes: Iterable[str], force: bool = False) -> ChunkPlan:
-    indexed = set(indexed_hashes)
+def plan(
+    chunks: list[Chunk], indexed: Mapping[str, Mapping[str, Any]], force: bool = False, space: str = SPACE
+) -> ChunkPlan:
+    """``indexed``: the document's chunk hashes in the index and their payloads.
+
+    A chunk is reused only if its vector is in ``space``, the embedder's: after a
+    switch of embedding backend, re-indexing embeds every chunk again.
+    """
+    # a point without "vectors" was written before spaces were recorded, by the fp32 model
+    reusable = {h for h, payload in indexed.items() if payload.get("vectors", SPACE) == space}
     current = {c.hash for c in chunks}
     seen: set[str] = set()
     embed: list[int] = []
@@ -21,5 +31,5 @@ def plan(chunks: list[Chunk], indexed_hashes: Iterable[str], force: bool = False
         if c.hash in seen:  # the same text twice in one document is one point
             continue
         seen.add(c.hash)
-        (reuse if c.hash in indexed and not force else embed).append(c.position)
-    return ChunkPlan(embed=embed, reuse=reuse, delete=sorted(indexed - current))
+        (reuse if c.hash in reusable and not force else embed).append(c.position)
+    return ChunkPlan(embed=embed, reuse=reuse, delete=sorted(set(indexed) - current))

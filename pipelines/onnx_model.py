@@ -5,12 +5,18 @@ Why export here instead of shipping a file: the weights come from the installed
 the graph is exported once from those weights (a few seconds, torch needed only
 then) into a cache folder shared by every sluice on the machine. The export is
 accepted only if its vectors match torch's within 1e-5 cosine on probe texts.
+
+An int8 copy (weights of every MatMul quantised per channel, activations
+quantised on the fly) is made from that graph on request: ~2x less CPU per text,
+vectors within ~0.005 cosine of fp32, so it is a vector space of its own.
 """
 
 from __future__ import annotations
 
 import fcntl
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from importlib.metadata import version
 from pathlib import Path
 
@@ -18,6 +24,7 @@ import numpy as np
 
 INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 MAX_SEQ = 256  # sentence-transformers' max_seq_length for this model
+INT8_MIN_COSINE = 0.98  # measured on 1,460 CISI abstracts: min 0.983, mean 0.9946
 PROBES = [
     "Sand filters remove turbidity before chlorination.",
     "short",
@@ -36,6 +43,10 @@ def graph_path(cache: Path) -> Path:
     return cache / f"all-MiniLM-L6-v2-{tag}.onnx"
 
 
+def int8_path(graph: Path) -> Path:
+    return graph.with_name(f"{graph.stem}-int8.onnx")
+
+
 def mean_pool(hidden: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """Mean over real tokens, then unit length: sentence-transformers' Pooling + Normalize."""
     m = mask[..., None].astype(np.float32)
@@ -43,15 +54,31 @@ def mean_pool(hidden: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return pooled / np.clip(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12, None)
 
 
-def export(model_dir: str, target: Path) -> None:
-    """Export the transformer from the installed weights, check it, then move it into place atomically.
+@contextmanager
+def _writing(target: Path) -> Iterator[Path | None]:
+    """A temporary path to build ``target`` in, or None if another process built it meanwhile.
 
-    A file lock makes concurrent worker processes export once; the others wait and reuse it.
+    A file lock makes concurrent worker processes build once; the others wait and reuse it.
+    Whatever is left at the temporary path (a failed check) is removed.
     """
     target.parent.mkdir(parents=True, exist_ok=True)
     with open(target.with_suffix(".lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if target.exists():
+            yield None
+            return
+        tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+        try:
+            yield tmp
+            os.replace(tmp, target)
+        finally:
+            tmp.unlink(missing_ok=True)
+
+
+def export(model_dir: str, target: Path) -> None:
+    """Export the transformer from the installed weights, check it, then move it into place atomically."""
+    with _writing(target) as tmp:
+        if tmp is None:
             return
         import torch
         from transformers import AutoModel, AutoTokenizer
@@ -59,7 +86,6 @@ def export(model_dir: str, target: Path) -> None:
         tokenizer = AutoTokenizer.from_pretrained(model_dir)
         model = AutoModel.from_pretrained(model_dir, attn_implementation="eager").eval()
         sample = tokenizer(["a b c d", "e"], padding=True, return_tensors="pt")
-        tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
         axes = {"batch": 0, "seq": 1}
         with torch.no_grad():
             torch.onnx.export(
@@ -77,9 +103,27 @@ def export(model_dir: str, target: Path) -> None:
         got = OnnxEncoder(tmp, threads=1).encode({k: batch[k].numpy() for k in INPUTS})
         worst = float(np.min(np.sum(expected * got, axis=1)))
         if worst < 1 - 1e-5:
-            tmp.unlink()
             raise RuntimeError(f"exported ONNX graph disagrees with torch (cosine {worst:.7f}); not used")
-        os.replace(tmp, target)
+
+
+def quantise(graph: Path, target: Path, probes: dict[str, np.ndarray]) -> None:
+    """The int8 copy of an exported graph, accepted if it stays within ``INT8_MIN_COSINE`` of it on ``probes``.
+
+    Only MatMul weights, per output channel: quantising the embedding tables or
+    per-tensor scales costs far more accuracy (cosine ~0.95 against 0.995) for little speed.
+    """
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    with _writing(target) as tmp:
+        if tmp is None:
+            return
+        quantize_dynamic(
+            str(graph), str(tmp), per_channel=True, weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul"]
+        )
+        expected = OnnxEncoder(graph, threads=1).encode(probes)
+        worst = float(np.min(np.sum(expected * OnnxEncoder(tmp, threads=1).encode(probes), axis=1)))
+        if worst < INT8_MIN_COSINE:
+            raise RuntimeError(f"int8 graph strays too far from fp32 (cosine {worst:.4f}); not used")
 
 
 def _positional(model):  # type: ignore[no-untyped-def]

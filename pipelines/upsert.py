@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from pipelines.embed import SPACE
 from pipelines.index import SCHEMA_VERSION, Index, IndexPoint
 from pipelines.lexical import Bm25Encoder
 from schemas.documents import Chunk, ChunkPlan
@@ -23,6 +24,7 @@ class DocumentMeta:
     file_type: str
     version: str
     pii_counts: dict[str, int]
+    vectors: str = SPACE  # the embedder's vector space (pipelines.embed.vector_space)
 
 
 def key_prefixes(key: str) -> list[str]:
@@ -49,6 +51,7 @@ def _payload(chunk: Chunk, meta: DocumentMeta, now: str) -> dict[str, Any]:
         "pii_counts": meta.pii_counts,
         "updated_at": now,
         "schema_version": SCHEMA_VERSION,
+        "vectors": meta.vectors,
     }
 
 

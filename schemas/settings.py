@@ -42,7 +42,8 @@ class Settings(BaseSettings):
 
     # Embedding.
     embed_batch_size: int = 16
-    embed_backend: Literal["auto", "torch", "onnx"] = "auto"  # auto: torch on CUDA, else onnxruntime
+    # auto: torch on CUDA, else onnxruntime; onnx-int8: ~2x less CPU per chunk, vectors of their own
+    embed_backend: Literal["auto", "torch", "onnx", "onnx-int8"] = "auto"
     model_cache: Path | None = None  # where the exported ONNX graph is kept; unset: ~/.cache/sluice
     chunk_tokens: int = 256
     chunk_overlap_tokens: int = 32

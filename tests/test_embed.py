@@ -1,8 +1,10 @@
+import shutil
+
 import numpy as np
 import pytest
 
 from pipelines.embed import Embedder
-from pipelines.onnx_model import graph_path
+from pipelines.onnx_model import INT8_MIN_COSINE, graph_path, int8_path
 
 
 def test_vectors_match_sentence_transformers_encode(embedder):
@@ -55,6 +57,18 @@ def test_damaged_cached_graph_is_exported_again(tmp_path, embedder):
     assert onnx.backend == "onnx"
     assert path.stat().st_size > 1_000_000
     assert np.all(np.sum(vectors * _reference(embedder, TEXTS[:2]), axis=1) > 1 - 1e-4)
+
+
+def test_int8_backend_quantises_the_export_into_a_space_of_its_own(tmp_path, embedder):
+    embedder.embed(["x"])  # the session's fp32 export, copied rather than exported again
+    shutil.copy(graph_path(embedder.cache), graph_path(tmp_path))
+    int8_path(graph_path(tmp_path)).write_bytes(b"cut short")  # a damaged copy is rebuilt, not used
+    int8 = Embedder(backend="onnx-int8", cache=tmp_path, threads=1)
+    vectors = int8.embed(TEXTS)
+    assert (int8.backend, int8.space, embedder.space) == ("onnx", "all-MiniLM-L6-v2-int8", "all-MiniLM-L6-v2")
+    assert int8_path(graph_path(tmp_path)).stat().st_size > 1_000_000  # rebuilt over the damaged file
+    cosine = np.sum(vectors * _reference(embedder, TEXTS), axis=1)
+    assert np.all(cosine > INT8_MIN_COSINE) and np.any(cosine < 1 - 1e-4)  # close, yet really other vectors
 
 
 def test_unknown_backend_is_refused():

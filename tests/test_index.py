@@ -23,15 +23,27 @@ def index(request, tmp_path):
     idx.close()
 
 
-def ingest(index, chunker, embedder, bm25, doc_id, paragraphs, tenant="default", key=None, file_type="txt"):
+def ingest(index, chunker, embedder, bm25, doc_id, paragraphs, tenant="default", key=None, file_type="txt", space=None):
     doc = RedactedDocument(file_type="txt", elements=[Element(text=t, section=str(i)) for i, t in enumerate(paragraphs)])
     chunks = chunker.chunk(doc_id, doc)
-    p = plan(chunks, index.chunk_hashes(doc_id))
+    space = space or embedder.space
+    p = plan(chunks, index.chunk_hashes(doc_id), space=space)
     vectors = embedder.embed([chunks[i].text for i in p.embed])
     key = key or f"{doc_id}.txt"
-    meta = DocumentMeta(source="folder:/x", key=key, tenant=tenant, file_type=file_type, version=doc_id, pii_counts={})
+    meta = DocumentMeta(source="folder:/x", key=key, tenant=tenant, file_type=file_type, version=doc_id, pii_counts={},
+                        vectors=space)
     apply_plan(index, chunks, p, vectors, bm25, meta)
     return p
+
+
+def test_chunks_of_another_vector_space_are_embedded_again(index, chunker, embedder, bm25):
+    """After a switch of embedding backend, a re-index re-embeds unchanged chunks instead of mixing spaces."""
+    first = ingest(index, chunker, embedder, bm25, "water", TEXTS["water"])
+    switched = ingest(index, chunker, embedder, bm25, "water", TEXTS["water"], space="all-MiniLM-L6-v2-int8")
+    again = ingest(index, chunker, embedder, bm25, "water", TEXTS["water"], space="all-MiniLM-L6-v2-int8")
+    assert (len(first.embed), len(switched.embed), switched.reuse, again.embed) == (2, 2, [], [])
+    assert {p["vectors"] for p in index.chunk_hashes("water").values()} == {"all-MiniLM-L6-v2-int8"}
+    assert index.count() == 2
 
 
 def ask(index, embedder, bm25, q, mode, **kw):

@@ -204,7 +204,7 @@ def _chunks(st: State, event_id: str) -> list[Chunk]:
 def diff(st: State, event: Event) -> None:
     chunks = _chunks(st, event.event_id)
     indexed = resources.index().chunk_hashes(event.doc_id)
-    chunk_plan = diffing.plan(chunks, indexed, force=event.force)
+    chunk_plan = diffing.plan(chunks, indexed, force=event.force, space=resources.embedder().space)
     st.put_json("plan", event.event_id, chunk_plan.model_dump_json())
     if chunk_plan.embed:
         dispatch.hand_on(embed, event.event_id)
@@ -239,6 +239,7 @@ def _upsert(st: State, event: Event, vectors_needed: bool, unchanged: bool) -> N
         file_type=redacted.file_type,
         version=event.version,
         pii_counts=redacted.pii_counts,
+        vectors=resources.embedder().space,
     )
     if not unchanged:
         apply_plan(resources.index(), chunks, chunk_plan, vectors, resources.bm25(), meta)
