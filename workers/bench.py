@@ -167,6 +167,7 @@ def settle(st: State) -> None:
 
 def bench_ingest(beir: Path, limit: int | None = None, followups: bool = True) -> dict[str, Any]:
     from workers import client, tasks
+    from workers.config import settings
     from workers.sources import folder_source
 
     with beir_sluice(beir, limit, followups=str(followups).lower()) as (local, folder, documents, st):
@@ -185,6 +186,7 @@ def bench_ingest(beir: Path, limit: int | None = None, followups: bool = True) -
     cpu = {name: round(after[name] - before.get(name, 0.0), 1) for name in after}
     return {
         "followups": followups,
+        "embed_backend": settings().embed_backend,  # the workers inherit it: SLUICE_EMBED_BACKEND
         "documents": documents,
         "chunks": len(texts),
         "failed": len(first.failed),
