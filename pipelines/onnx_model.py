@@ -8,7 +8,7 @@ accepted only if its vectors match torch's within 1e-5 cosine on probe texts.
 
 An int8 copy (weights of every MatMul quantised per channel, activations
 quantised on the fly) is made from that graph on request: ~2x less CPU per text,
-vectors within ~0.005 cosine of fp32, so it is a vector space of its own.
+vectors at a mean cosine of 0.995 to fp32's (min 0.98), so a vector space of its own.
 """
 
 from __future__ import annotations
