@@ -167,6 +167,24 @@ def test_flower_api_with_basic_auth_lists_workers_and_a_finished_task_of_each_st
             assert t["kwargs"] in ("{}", "{'limit_s': 120}"), t  # parse carries its time limit
 
 
+def test_answers_reach_the_caller_but_not_the_worker_log_or_flower(ops, api, ingested):
+    """A search and a document read return indexed text; Flower and the log see neither question nor text."""
+    hits = api.get("/search", params={"q": "where does the kingfisher hunt"}).json()["hits"]
+    assert any("dives for fish" in h["text"] for h in hits), hits
+    chunks = api.get(f"/documents/{hits[0]['doc_id']}").json()
+    assert "dives for fish" in json.dumps(chunks)
+    tasks = _flower_tasks(ops, ("search", "document"))
+    answered = [t for t in tasks.values() if t["name"] in ("sluice.search", "sluice.document") and t["state"] == "SUCCESS"]
+    assert {t["name"] for t in answered} == {"sluice.search", "sluice.document"}, tasks
+    for t in answered:
+        assert "kingfisher" not in json.dumps(t) and "dives" not in json.dumps(t), t
+    deadline = time.monotonic() + 10  # the "succeeded" line is written after the reply is sent
+    while "sluice.document[" not in ops.log("query") or "succeeded" not in ops.log("query").rsplit("sluice.document[", 1)[1]:
+        assert time.monotonic() < deadline, ops.log("query")[-3000:]
+        time.sleep(0.2)
+    assert "dives for fish" not in ops.log("query") and "where does the kingfisher" not in ops.log("query")
+
+
 def test_long_documents_report_progress_as_counts_only(ingested):
     steps = [e for e in ingested["progress"] if e["total"] > 128]
     assert steps, ingested["progress"]

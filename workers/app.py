@@ -44,6 +44,10 @@ QUERY_QUEUES = ("index", "query")
 EMBEDDED_QUERY_QUEUES = QUERY_QUEUES + ("embed", "graph")
 ALL_QUEUES = PIPELINE_QUEUES + QUERY_QUEUES
 
+# Query tasks return indexed text, keys and entities to their caller only: the worker's "succeeded"
+# log line and Flower's task-succeeded event show the result cut to its shape ("[, ...]").
+CONTENT_RESULT = {"resultrepr_maxsize": 1}
+
 app = Celery("sluice", include=["workers.tasks", "workers.graph_tasks", "workers.summary_tasks", "workers.relation_tasks"])
 
 

@@ -222,12 +222,15 @@ def build_query_index(path: Path, n: int) -> None:
     from pipelines.index import EdgeIndex, IndexPoint
     from pipelines.lexical import Bm25Encoder
 
+    from workers.config import settings
+
     if (path / ".complete").exists():
         return
     import shutil
 
     shutil.rmtree(path, ignore_errors=True)
-    index, embedder, bm25 = EdgeIndex(path), Embedder(batch_size=64), Bm25Encoder()
+    embedder = Embedder(batch_size=64, backend=settings().embed_backend)  # the query worker's, so one space
+    index, bm25 = EdgeIndex(path), Bm25Encoder()
     texts = synthetic_texts(n)
     now = "2026-01-01T00:00:00+00:00"
     for start in range(0, n, 2048):
@@ -260,13 +263,14 @@ def bench_query(chunks: int = 100_000, queries: int = 200, cache: Path = Path(".
 
     import httpx
 
+    from pipelines.embed import vector_space
     from schemas.search import SearchRequest
     from workers import client
     from workers.config import settings
     from workers.embedded_redis import free_port
     from workers.local import LocalSluice
 
-    root = (cache / f"bench-query-{chunks}").resolve()
+    root = (cache / f"bench-query-{chunks}-{vector_space(settings().embed_backend)}").resolve()
     build_query_index(root / "data" / "qdrant-edge", chunks)
     rng = random.Random(1)
     texts = synthetic_texts(chunks)
@@ -316,6 +320,7 @@ def bench_query(chunks: int = 100_000, queries: int = 200, cache: Path = Path(".
         local.close()
     return {
         "chunks": chunks,
+        "embed_backend": settings().embed_backend,
         "hybrid_p50_ms": _percentile(timing["hybrid"], 50),
         "hybrid_p95_ms": _percentile(timing["hybrid"], 95),
         "dense_p95_ms": _percentile(timing["dense"], 95),

@@ -34,7 +34,7 @@ from schemas.events import Event
 from schemas.graph import DocContribution
 from schemas.search import Mode, SearchRequest
 from workers import dispatch, resources
-from workers.app import app
+from workers.app import CONTENT_RESULT, app
 from workers.config import settings
 from workers.state import P, State
 from workers.telemetry import record
@@ -270,7 +270,7 @@ def _apply(st: State, event_id: str) -> str:
     return outcome
 
 
-@app.task(name="sluice.graph_query")
+@app.task(name="sluice.graph_query", **CONTENT_RESULT)
 def graph_query(op: str, params: dict[str, Any]) -> Any:
     """Every graph read, answered from the query worker's graph (see pipelines/graph.py)."""
     from pipelines.graph_query import run

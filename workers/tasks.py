@@ -31,7 +31,7 @@ from schemas.documents import Chunk, ChunkPlan, ParsedDocument, RedactedDocument
 from schemas.events import Event
 from schemas.search import Mode, SearchRequest
 from workers import dispatch, resources, sources
-from workers.app import app
+from workers.app import CONTENT_RESULT, app
 from workers.config import settings
 from workers.state import State
 from workers.telemetry import count, in_steps, record
@@ -283,13 +283,13 @@ def delete(st: State, event: Event) -> None:
     st.finish(event.event_id, "deleted", chunks_deleted=removed)
 
 
-@app.task(name="sluice.manifest")
+@app.task(name="sluice.manifest", **CONTENT_RESULT)
 def manifest(source: str | None = None) -> dict[str, dict[str, Any]]:
     """What the index holds for one source, or all: {doc_id: {key, source, tenant, version, chunks}}."""
     return resources.index().documents(source)
 
 
-@app.task(name="sluice.search")
+@app.task(name="sluice.search", **CONTENT_RESULT)
 def search(request: dict[str, Any]) -> list[dict[str, Any]]:
     from pipelines.search import search as run_search
 
@@ -303,7 +303,7 @@ def search(request: dict[str, Any]) -> list[dict[str, Any]]:
     return [h.model_dump() for h in hits]
 
 
-@app.task(name="sluice.document")
+@app.task(name="sluice.document", **CONTENT_RESULT)
 def document(doc_id: str) -> list[dict[str, Any]]:
     """The indexed chunks of one document, in order (payloads without vectors)."""
     return sorted(resources.index().payloads({"doc_id": doc_id}), key=lambda p: p["position"])
@@ -315,7 +315,7 @@ def ping() -> dict[str, int]:
     return {"chunks": resources.index().count()}
 
 
-@app.task(name="sluice.texts")
+@app.task(name="sluice.texts", **CONTENT_RESULT)
 def texts(source: str) -> list[str]:
     """Every indexed chunk text of one source, in document order (benchmarks re-embed them)."""
     payloads = resources.index().payloads({"source": source})
