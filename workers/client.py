@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -15,12 +16,18 @@ from workers.app import configure
 from workers.config import redis_url
 from workers.embedded_redis import reachable
 from workers.ingress import Ingress, folder_events
-from workers.sources import folder_source
+from workers.sources import folder_source, inside
 from workers.state import TERMINAL, State
 
 
 class NotRunning(RuntimeError):
     pass
+
+
+class OutsideFolder(FileNotFoundError):
+    """A named file whose link leads out of the folder it was named under: not there to be indexed.
+
+    A FileNotFoundError, so every caller that reports a missing path reports this one too."""
 
 
 def connect(s: Settings) -> State:
@@ -65,19 +72,23 @@ def events_for(paths: list[Path], s: Settings) -> list[Event]:
     """Events for files and folders named on the command line; a folder is reconciled whole.
 
     Anything inside the inbox keeps the watcher's source and keys, so the same
-    file is the same document however it arrives.
+    file is the same document however it arrives. The named path's own link is
+    not followed before the root is chosen: a link out of that root is refused.
     """
     events: list[Event] = []
     inbox = s.inbox.resolve()
     for raw in paths:
-        path = raw.resolve()
+        lexical = Path(os.path.abspath(raw))
+        path = lexical.parent.resolve() / lexical.name  # links followed up to the name, not through it
         if not path.exists():
             raise FileNotFoundError(f"{raw}: no such file or folder")
-        folder = path if path.is_dir() else path.parent
-        root = inbox if path.is_relative_to(inbox) else folder
+        under_inbox = path.is_relative_to(inbox)
+        root = inbox if under_inbox else path.resolve() if path.is_dir() else path.parent
         source = folder_source(root)
         if path.is_dir():
-            events.extend(folder_events(root, source, manifest(source), s.tenant, within=path))
+            events.extend(folder_events(root, source, manifest(source), s.tenant, within=path if under_inbox else root))
+        elif not inside(root, path):
+            raise OutsideFolder(f"{raw}: refused, it links to {path.resolve()}, outside {root}")
         else:
             events.extend(folder_events(root, source, {}, s.tenant, paths=[path]))
     return events

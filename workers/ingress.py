@@ -15,9 +15,11 @@ from pathlib import Path
 from schemas.events import Action, Event
 from schemas.settings import Settings
 from workers.app import ALL_QUEUES
+from workers.sources import inside
 from workers.state import TERMINAL, State
 
 IGNORED_SUFFIXES = (".tmp", ".part", ".crdownload", ".swp", "~")
+OUTSIDE = "0" * 64  # version of a file that links out of its folder: never read, refused at parse
 
 
 def ignored(path: Path) -> bool:
@@ -108,16 +110,20 @@ def folder_events(
 ) -> Iterator[Event]:
     """Events that bring the index in line with a folder (or its subfolder ``within``).
 
-    With ``paths`` only those files are looked at and nothing is deleted.
+    With ``paths`` only those files are looked at and nothing is deleted. A file
+    that links out of ``root`` is not read here; its event fails at parse with
+    the reason, so the refusal shows in reports and dead letters.
     """
     within = within or root
+    real_root = root.resolve()
     seen: set[str] = set()
     files = paths if paths is not None else (p for p in sorted(within.rglob("*")) if p.is_file())
     for path in files:
         rel = path.relative_to(root)
         if ignored(rel):
             continue
-        event = Event(source=source, key=rel.as_posix(), action=Action.create, version=file_hash(path), tenant=tenant)
+        version = file_hash(path) if inside(real_root, path) else OUTSIDE
+        event = Event(source=source, key=rel.as_posix(), action=Action.create, version=version, tenant=tenant)
         seen.add(event.doc_id)
         if event.doc_id in indexed:
             event = event.model_copy(update={"action": Action.modify})

@@ -13,15 +13,19 @@ def folder_source(root: Path) -> str:
     return FOLDER + str(root.resolve())
 
 
+def inside(root: Path, path: Path) -> bool:
+    """``path``, every link followed, lies under ``root`` (a resolved folder)."""
+    return path.resolve().is_relative_to(root)
+
+
 def folder_path(source: str, key: str) -> Path:
-    """The file behind (source, key); keys never escape their folder."""
+    """The file behind (source, key); keys never escape their folder, nor do links in it."""
     if not source.startswith(FOLDER):
         raise PermanentError(f"unknown source kind: {source.split(':', 1)[0]}")
     root = Path(source.removeprefix(FOLDER))
-    path = (root / key).resolve()
-    if not path.is_relative_to(root):
-        raise PermanentError("object key points outside its folder")
-    return path
+    if not inside(root, root / key):
+        raise PermanentError(f"refused: {key} leads outside its folder {root} (a link or '..')")
+    return (root / key).resolve()
 
 
 def read(source: str, key: str, max_bytes: int) -> bytes | None:

@@ -1,0 +1,80 @@
+"""`sluice ingest` never follows a link out of the folder a file was named under.
+
+A private sluice with real workers; the "outside" file is a real file next to,
+not inside, the folders given to the CLI, reached through real symlinks.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import pytest
+from harness import Sluice
+from test_cli import cli, no_traceback
+
+
+@pytest.fixture(scope="module")
+def sluice(tmp_path_factory):
+    s = Sluice(tmp_path_factory.mktemp("links"))
+    s.start_workers()
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def outside(sluice, request):
+    """A folder outside every folder named to the CLI, its file carrying a token of this test's own."""
+    folder = sluice.root / f"elsewhere-{request.node.name[5:20]}"
+    folder.mkdir()
+    token = "zorblatt" + "".join(chr(97 + b % 26) for b in hashlib.sha256(request.node.name.encode()).digest()[:6])
+    (folder / "passwd").write_text(f"root:x:0:0:{token}:/root:/bin/bash\n")
+    return folder
+
+
+def _secret(outside) -> str:  # type: ignore[no-untyped-def]
+    return (outside / "passwd").read_text().split(":")[4]
+
+
+def _searchable(token: str) -> bool:
+    from schemas.search import Mode, SearchRequest
+    from workers.client import search
+
+    return any(token in h.text for h in search(SearchRequest(q=token, mode=Mode.lexical, k=5)))
+
+
+def test_a_file_argument_that_links_outside_its_folder_is_refused(sluice, outside):
+    docs = sluice.root / "single"
+    docs.mkdir()
+    (docs / "passwd.txt").symlink_to(outside / "passwd")
+    result = cli(sluice.env, "ingest", str(docs / "passwd.txt"), "--wait", "--json", cwd=sluice.root)
+    no_traceback(result)
+    assert result.returncode != 0 and "outside" in result.stderr and "passwd.txt" in result.stderr, result.stderr
+    assert not _searchable(_secret(outside))
+
+
+def test_a_folder_argument_refuses_its_links_to_outside_files(sluice, outside):
+    docs = sluice.root / "folder"
+    docs.mkdir()
+    (docs / "note.txt").write_text("An ordinary note about the quarrelwick sluice gate.")
+    (docs / "passwd.txt").symlink_to(outside / "passwd")
+    result = cli(sluice.env, "ingest", str(docs), "--wait", "--json", cwd=sluice.root)
+    no_traceback(result)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["indexed"] == 1
+    (failed,) = report["failed"]
+    assert failed["path"] == "passwd.txt" and "outside" in failed["error"], failed
+    assert _searchable("quarrelwick") and not _searchable(_secret(outside))
+
+
+def test_a_linked_folder_inside_the_inbox_is_confined_to_the_inbox(sluice, outside):
+    inbox = sluice.root / "inbox"
+    inbox.mkdir(exist_ok=True)
+    (inbox / "etc").symlink_to(outside, target_is_directory=True)
+    result = cli(sluice.env, "ingest", str(inbox / "etc"), "--wait", "--json", cwd=sluice.root)
+    no_traceback(result)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["indexed"] == 0 and [f["path"] for f in report["failed"]] == ["etc/passwd"], report
+    assert not _searchable(_secret(outside))
