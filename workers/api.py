@@ -15,12 +15,13 @@ from pipelines.errors import PermanentError
 from schemas.search import Mode, Scope, SearchRequest, SearchResponse
 from workers import client
 from workers.config import settings
-from workers.webhooks import webhook_router
-from workers.prometheus import metrics_router
 from workers.graph_api import graph_router
+from workers.prometheus import metrics_router
 from workers.summary_tasks import summary_view
+from workers.webhooks import webhook_router
 
 QUERY_TIMEOUT_S = 30.0
+ECHO_CHARS = 100  # of a bad value, echoed in a 422: enough to recognise it, never the whole request
 SEARCH_PARAMS = set(SearchRequest.model_fields) - {"filters"} | {"filter"}
 
 
@@ -37,6 +38,28 @@ def _validated(fields: dict[str, Any]) -> SearchRequest:
     return req
 
 
+def _printable(value: Any) -> Any:
+    """A value a JSON response can carry: strings cut short and lone surrogates escaped, containers dropped."""
+    if isinstance(value, str):
+        cut = value if len(value) <= ECHO_CHARS else value[:ECHO_CHARS] + "..."
+        return cut.encode("utf-8", "backslashreplace").decode("utf-8")
+    return value if value is None or isinstance(value, (bool, int, float)) else None
+
+
+async def _invalid(request: Request, exc: Exception) -> JSONResponse:
+    """422 with what is wrong and where, echoing at most the start of a bad value.
+
+    FastAPI's own handler echoes the whole input (a 1 MB query came back whole) and
+    fails with a 500 on a lone surrogate, which JSON cannot carry as UTF-8."""
+    errors = exc.errors() if isinstance(exc, RequestValidationError) else []
+    detail = [
+        {"loc": [_printable(p) for p in e.get("loc", ())], "msg": _printable(str(e.get("msg", ""))),
+         "type": _printable(str(e.get("type", ""))), **({"input": _printable(e["input"])} if "input" in e else {})}
+        for e in errors
+    ]
+    return JSONResponse({"detail": detail}, status_code=422)
+
+
 def _ask(task: Any, args: tuple[Any, ...], argsrepr: str | None = None) -> Any:
     try:
         return client.ask(task, args, QUERY_TIMEOUT_S, argsrepr)
@@ -50,6 +73,7 @@ def create_app() -> FastAPI:
     from workers import tasks
 
     api = FastAPI(title="sluice", version="0.1.0", description="Search what sluice has indexed.")
+    api.add_exception_handler(RequestValidationError, _invalid)
     state = client.connect(settings())
     api.include_router(webhook_router(state, settings()))  # POST /webhooks/reindex, /webhooks/s3
     api.include_router(metrics_router(state))  # GET /metrics (Prometheus; read from Redis when scraped)

@@ -78,10 +78,15 @@ def sign(secret: bytes, timestamp: str, body: bytes) -> str:
     return "sha256=" + hmac.new(secret, timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
 
 
+def _unsigned_int(text: str) -> bool:
+    """ASCII digits only: ``"²".isdigit()`` is true, yet ``int("²")`` fails."""
+    return text.isascii() and text.isdigit()
+
+
 def verify(secret: bytes, timestamp: str | None, signature: str | None, body: bytes, now: float) -> None:
     if not timestamp or not signature:
         raise Refusal(401, "missing X-Sluice-Timestamp or X-Sluice-Signature header")
-    if not timestamp.isdigit() or len(timestamp) > 12:
+    if not _unsigned_int(timestamp) or len(timestamp) > 12:
         raise Refusal(401, "X-Sluice-Timestamp must be unix seconds")
     if abs(now - int(timestamp)) > TOLERANCE_S:
         raise Refusal(401, "X-Sluice-Timestamp is more than 5 minutes from the server's clock")
@@ -93,7 +98,7 @@ def verify(secret: bytes, timestamp: str | None, signature: str | None, body: by
 async def read_body(request: Request, limit: int) -> bytes:
     """The raw body, refusing (413) as soon as it is known to exceed ``limit``."""
     declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
+    if declared is not None and _unsigned_int(declared) and int(declared) > limit:
         raise Refusal(413, f"body is over the {limit}-byte limit")
     parts, size = [], 0
     async for part in request.stream():
