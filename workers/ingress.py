@@ -84,7 +84,10 @@ class Ingress:
                 self.st.finish(event.event_id, "failed", error=failed["error"], failed_stage=failed["stage"])
             return event.event_id, "failed"
         indexed = self.st.indexed_version(event.doc_id)
-        settled = indexed is None if event.action == Action.delete else indexed == event.version
+        if event.action == Action.delete:  # only a delete Redis saw settles one: the index is the truth
+            settled = indexed is None and self.st.document(event.doc_id).get("deleted") == "true"
+        else:
+            settled = indexed == event.version
         if settled and not event.force:
             if not known:
                 self.st.put_event(event)
