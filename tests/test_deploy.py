@@ -143,3 +143,36 @@ def test_flower_refuses_to_serve_open_off_loopback(auth):
         env=env, capture_output=True, text=True, timeout=120, check=False,
     )
     assert out.returncode != 0 and "flower.conf:" in out.stderr + out.stdout, out.stderr
+
+
+def test_redis_asks_for_a_password_and_every_client_has_it():
+    services = compose()["services"]
+    redis = services["redis"]
+    assert '--requirepass "$$REDIS_PASSWORD"' in " ".join(redis["command"])
+    assert ":?" in redis["environment"]["REDIS_PASSWORD"]  # compose refuses to start without one
+    assert "REDISCLI_AUTH" in " ".join(redis["healthcheck"]["test"])  # an unauthenticated ping is NOAUTH
+    for name, s in services.items():
+        if name not in ("redis", "qdrant"):
+            assert s["environment"]["REDIS_URL"].startswith("redis://:${REDIS_PASSWORD:?"), name
+
+    docs = k8s_docs()
+    config = next(d for d in docs if d["kind"] == "ConfigMap")
+    assert "REDIS_URL" not in config["data"]  # a URL without the password would be no use
+    stateful = next(d for d in docs if d["kind"] == "StatefulSet" and d["metadata"]["name"] == "sluice-redis")
+    (server,) = stateful["spec"]["template"]["spec"]["containers"]
+    assert server["args"][1:3] == ["--requirepass", "$(REDIS_PASSWORD)"]
+    (env,) = server["env"]
+    assert env["valueFrom"]["secretKeyRef"] == {"name": "sluice-redis", "key": "REDIS_PASSWORD"}
+    assert "REDISCLI_AUTH" in " ".join(server["readinessProbe"]["exec"]["command"])
+    for d in docs:
+        if d["kind"] == "Deployment":
+            for c in d["spec"]["template"]["spec"]["containers"]:
+                assert {"secretRef": {"name": "sluice-redis"}} in c["envFrom"], d["metadata"]["name"]
+        if d["kind"] == "ScaledObject":
+            for t in d["spec"]["triggers"]:
+                assert t["authenticationRef"] == {"name": "sluice-redis"}, d["metadata"]["name"]
+    auth = next(d for d in docs if d["kind"] == "TriggerAuthentication")
+    assert auth["metadata"]["name"] == "sluice-redis"
+    assert auth["spec"]["secretTargetRef"] == [{"parameter": "password", "name": "sluice-redis", "key": "REDIS_PASSWORD"}]
+    example = {d["metadata"]["name"]: d for d in docs if d["kind"] == "Secret"}["sluice-redis"]["stringData"]
+    assert {"REDIS_PASSWORD", "REDIS_URL"} <= set(example) and example["REDIS_URL"].startswith("redis://:")

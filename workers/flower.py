@@ -20,6 +20,8 @@ from typing import Annotated
 
 import typer
 
+from workers.embedded_redis import private_file
+
 USER = "sluice"
 AUTH_FILE = "flower-auth"
 CONF = Path(__file__).resolve().parents[1] / "flower.conf"
@@ -30,18 +32,21 @@ def credentials(data_dir: Path) -> tuple[str, str]:
     if os.environ.get("FLOWER_BASIC_AUTH"):
         return os.environ["FLOWER_BASIC_AUTH"], "FLOWER_BASIC_AUTH"
     path = data_dir / AUTH_FILE
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(f"{USER}:{secrets.token_urlsafe(18)}\n")  # no ',' or ':' in the password
-    return path.read_text().strip(), str(path)
+    login = private_file(path, lambda: f"{USER}:{secrets.token_urlsafe(18)}")  # no ',' or ':' in the password
+    return login, str(path)
 
 
-def command(broker_url: str, port: int, data_dir: Path, address: str = "127.0.0.1") -> list[str]:
-    """Flower with sluice's flower.conf and its persistent state in the data dir."""
-    return [sys.executable, "-m", "celery", "-b", broker_url, "flower", f"--port={port}", f"--address={address}",
+def command(port: int, data_dir: Path, address: str = "127.0.0.1") -> list[str]:
+    """Flower with sluice's flower.conf and its persistent state in the data dir.
+
+    The broker URL (it holds Redis's password) goes in the environment, ``broker_env``,
+    never on the command line, which every local user can read with ``ps``."""
+    return [sys.executable, "-m", "celery", "flower", f"--port={port}", f"--address={address}",
             f"--conf={CONF}", f"--db={data_dir / 'flower.db'}"]
+
+
+def broker_env(broker_url: str) -> dict[str, str]:
+    return {"CELERY_BROKER_URL": broker_url}
 
 
 def run(
@@ -58,5 +63,6 @@ def run(
         raise typer.Exit(2)
     data = settings().data_dir.resolve()
     data.mkdir(parents=True, exist_ok=True)
-    argv = command(url, port, data, address)
+    argv = command(port, data, address)
+    os.environ.update(broker_env(url))
     os.execv(argv[0], argv)  # Flower becomes this process: signals (docker stop, SIGTERM) reach it directly

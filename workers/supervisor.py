@@ -12,7 +12,7 @@ from pathlib import Path
 from schemas.settings import Settings
 from workers import flower
 from workers.config import REDIS_URL_FILE
-from workers.embedded_redis import EmbeddedRedis, reachable
+from workers.embedded_redis import EmbeddedRedis, reachable, write_private
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = ROOT / "samples"
@@ -67,7 +67,7 @@ def run_all(s: Settings, ingest_samples: bool = True) -> int:
             print(f"REDIS_URL {url} is not reachable; starting an embedded Redis instead")
         embedded = EmbeddedRedis(data / "redis").start()
         url = embedded.url
-    (data / REDIS_URL_FILE).write_text(url)
+    write_private(data / REDIS_URL_FILE, url)  # it holds the password
     env = {**os.environ, "REDIS_URL": url, "SLUICE_DATA_DIR": str(data), "SLUICE_INBOX": str(s.inbox.resolve())}
     me = [sys.executable, "-m", "workers.cli"]
     procs: dict[str, subprocess.Popen[bytes]] = {}
@@ -80,8 +80,8 @@ def run_all(s: Settings, ingest_samples: bool = True) -> int:
         procs["beat"] = _spawn(me + ["beat"], env, logs, "beat")  # summary batches, graph communities
         procs["api"] = _spawn(me + ["api"], env, logs, "api")
         auth, auth_from = flower.credentials(data)  # authenticated even on loopback: see workers/flower.py
-        procs["flower"] = _spawn(flower.command(url, s.flower_port, data), {**env, "FLOWER_BASIC_AUTH": auth},
-                                 logs, "flower")
+        procs["flower"] = _spawn(flower.command(s.flower_port, data),
+                                 {**env, **flower.broker_env(url), "FLOWER_BASIC_AUTH": auth}, logs, "flower")
         login = "from FLOWER_BASIC_AUTH" if auth_from == "FLOWER_BASIC_AUTH" else (
             f"{auth.replace(':', ' / ', 1)}, kept in {auth_from}")
         api_url = f"http://{s.api_host}:{s.api_port}"
