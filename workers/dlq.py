@@ -19,6 +19,7 @@ from pipelines.errors import PermanentError
 from schemas.events import Action, Event
 from workers import sources
 from workers.ingress import Ingress
+from workers.logsafe import escaped
 from workers.state import TERMINAL, State
 
 
@@ -56,7 +57,7 @@ def _event(st: State, letter: dict[str, Any], max_bytes: int) -> Event:
         raise PermanentError("the letter predates retries (no source recorded); re-ingest the file instead")
     data = sources.read(source, key, max_bytes)
     if data is None:
-        raise PermanentError(f"{key} no longer exists; purge the letter or re-ingest")
+        raise PermanentError(f"{escaped(key)} no longer exists; purge the letter or re-ingest")
     action = Action.modify if st.indexed_version(letter["doc_id"]) else Action.create
     return Event(source=source, key=key, action=action, version=hashlib.sha256(data).hexdigest(), tenant=tenant,
                  force=True)

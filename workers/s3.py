@@ -27,6 +27,7 @@ from pipelines.errors import PermanentError, TransientError
 from schemas.events import Action, Event, document_id
 from schemas.settings import Settings
 from workers.ingress import Ingress, ignored
+from workers.logsafe import escaped
 from workers.state import State
 
 log = logging.getLogger("sluice.s3")
@@ -285,7 +286,7 @@ class S3Watcher:
                 if problem:
                     if raw not in self.refused:
                         self.refused.add(raw)
-                        log.warning("refused object key %r in s3://%s: %s", raw[:200], self.bucket, problem)
+                        log.warning("refused object key '%s' in s3://%s: %s", escaped(raw[:200]), self.bucket, problem)
                     continue
                 if key.endswith("/") or ignored(PurePosixPath(key)):
                     continue  # folder markers, hidden files, upload temporaries
@@ -302,7 +303,7 @@ class S3Watcher:
             try:
                 event = object_event(self.ingress.st, self.client, self.bucket, key, etag, self.tenant, self.max_bytes)
             except TransientError as exc:
-                log.warning("%s: %s; will retry on the next poll", key, exc)
+                log.warning("%s: %s; will retry on the next poll", escaped(key), escaped(str(exc)))
                 previous = before.get(key)
                 if previous is None:
                     known.pop(key, None)  # looks new again next time
@@ -333,7 +334,7 @@ class S3Watcher:
 
     def _submit(self, event: Event) -> int:
         _, outcome = self.ingress.submit(event)  # waits while the pipeline is full
-        log.info("%s %s: %s", event.action.value, event.key, outcome)
+        log.info("%s %s: %s", event.action.value, escaped(event.key), outcome)
         return 1
 
     def run(self, indexed: dict[str, dict[str, Any]]) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from pipelines.errors import PermanentError
+from workers.logsafe import escaped
 
 FOLDER = "folder:"
 
@@ -24,7 +25,7 @@ def folder_path(source: str, key: str) -> Path:
         raise PermanentError(f"unknown source kind: {source.split(':', 1)[0]}")
     root = Path(source.removeprefix(FOLDER))
     if not inside(root, root / key):
-        raise PermanentError(f"refused: {key} leads outside its folder {root} (a link or '..')")
+        raise PermanentError(f"refused: {escaped(key)} leads outside its folder {escaped(str(root))} (a link or '..')")
     return (root / key).resolve()
 
 

@@ -20,6 +20,7 @@ from watchdog.observers import Observer
 
 from schemas.events import Action, Event
 from workers.ingress import Ingress, folder_events, ignored
+from workers.logsafe import escaped
 from workers.sources import folder_source
 
 log = logging.getLogger("sluice.watch")
@@ -81,7 +82,7 @@ class FolderWatcher:
 
     def _submit(self, event: Event) -> None:
         _, outcome = self.ingress.submit(event)
-        log.info("%s %s: %s", event.action.value, event.key, outcome)
+        log.info("%s %s: %s", event.action.value, escaped(event.key), outcome)
 
     def run(self, indexed: dict[str, dict]) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
@@ -89,7 +90,7 @@ class FolderWatcher:
         observer.schedule(self.collector, str(self.root), recursive=True)
         observer.start()
         try:
-            log.info("reconciled %d files in %s; following changes", self.reconcile(indexed), self.root)
+            log.info("reconciled %d files in %s; following changes", self.reconcile(indexed), escaped(str(self.root)))
             while not self.stop_event.wait(self.poll_s):
                 self.flush()
         finally:
