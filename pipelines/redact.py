@@ -53,6 +53,9 @@ from spacy.attrs import IDX, LOWER
 from spacy.language import Language
 from spacy.tokens import Doc
 
+from pipelines.redact_names import ProperNounRecognizer, known, load_tagged, plural_noun
+from pipelines.redact_phones import LoosePhoneRecognizer, phone_at
+
 PERSON = "PERSON"
 STREET_ADDRESS = "STREET_ADDRESS"
 PHONE_NUMBER = "PHONE_NUMBER"
@@ -160,14 +163,14 @@ _EN_TYPES = (
 _PREFIX_TYPES = (
     r"rue|avenue|av|boulevard|bd|chemin|allée|impasse|quai|route|via|viale|vicolo|piazza|"
     r"corso|largo|calle|avenida|avda|paseo|plaza|camino|carrera|rua|travessa|praça|ulica|ul|"
-    r"aleja|al|πλατεία|οδός|λεωφόρος"
+    r"aleja|al|πλατεία|οδός|λεωφόρος|cours|carrer|passeig|plaça|rambla|c/|kalea|pasaje|travesía"
 )
 # Street-type endings of continental names, glued ("Nassaustraat") or separate ("Weblinger Gürtel").
 _SUFFIX_TYPES = (
     r"straat|strasse|straße|str|gasse|weg|laan|plein|gracht|kade|dijk|singel|allee|platz|"
     r"gürtel|damm|ufer|steig|pfad|markt|vej|gade|gatan|gata|gate|vägen|väg|gränd|torget|"
     r"veien|vegen|katu|tie|polku|kuja|utca|útja|út|tér|körút|rakpart|rkp|ulice|náměstí|"
-    r"nám|třída|cesta|trg|ulitsa|iela|gatvė|tänav"
+    r"nám|třída|cesta|trg|ulitsa|iela|gatvė|tänav|tee|maantee|puiestee|u(?=\.)"
 )
 _DIR = r"(?i:n|s|e|w|ne|nw|se|sw|north|south|east|west)\.?"
 
@@ -199,8 +202,15 @@ _ADDRESS_CUE = re.compile(
     r"\bsend (?:it |them )?to\b|\bmov(?:e|ed|ing) to\b|\bbilling\b|\bshipping\b|\bmailing\b|"
     r"\bpostal\b|\bcorner of\b)"
 )
+# US military and post-office-box addresses (USPS Publication 28): no street at all.
+_BOX_ADDRESSES = re.compile(
+    r"(?i:(?<![\w-])(?:(?:psc|unit|cmr)[ \t]+\d{1,5},?[ \t]+box[ \t]+\d{1,5}"
+    r"|(?:uss|usns|usnv|uscgc)[ \t]+[\p{L}][\p{L}'’\-]*(?:[ \t]+[\p{L}][\p{L}'’\-]*)?)"
+    r"(?:,?[ \t]*\n?[ \t]*(?:apo|fpo|dpo)[ \t]+(?:aa|ae|ap)[ \t]+\d{5}(?:-\d{4})?)"
+    r"|(?<![\w-])(?:\d{1,5}[ \t]+)?p\.?[ \t]?o\.?[ \t]+box[ \t]+\d{1,6}\b)"
+)
 _POSTAL_CUE = re.compile(
-    rf"(?i:\b(?:zip(?:\s*code)?|post\s*code|postal\s*code|plz)\b)\s*[:#]?\s*(?P<code>{_POSTAL})\b"
+    rf"(?i:\b(?:zip(?:\s*code)?|post\s*code|postal\s*code|plz)\b(?:\s+is)?)\s*[:#]?\s*(?P<code>{_POSTAL})\b"
 )
 _TOKEN = re.compile(  # UK / Canadian postcodes first: "SW1A 2AA" is one token
     r"[A-Z]{1,2}\d[A-Z\d]?[ ]\d[A-Z]{2}(?!\w)|[A-Z]\d[A-Z][ ]?\d[A-Z]\d(?!\w)|"
@@ -234,15 +244,22 @@ def _at_block_start(text: str, start: int) -> bool:
     return not before.strip(" \t?*•-") or before.rstrip().endswith(":")
 
 
-def _name_ok(name: str, cased: bool) -> bool:
-    """Street-name words: no stop words, no digits; capitalised when case is informative."""
+def _name_ok(name: str, cased: bool, *, after_type: bool = False, loose: bool = False) -> bool:
+    """Street-name words: no stop words, no digits; capitalised when case is informative.
+
+    After a street type the name may open with a particle ("Rue de la Sarthe"); in a postal
+    block (``loose``) only its first word need be capitalised ("Luite tee", "Boriñaur enparantza").
+    """
     words = [w.strip(".'’") for w in name.split()]
     if not words or any(w.lower() in _STOP and w.lower() not in _CONNECTORS for w in words):
         return False
     if any(c.isdigit() for w in words for c in w):
         return False
     if cased:
-        return _is_cap(words[0]) and all(_is_cap(w) or w.lower() in _CONNECTORS for w in words)
+        named = [w for w in words if w.lower() not in _CONNECTORS] if after_type else words
+        if not named or not _is_cap(named[0]):
+            return False
+        return loose or all(_is_cap(w) or w.lower() in _CONNECTORS for w in words)
     return words[0].lower() not in _CONNECTORS
 
 
@@ -264,7 +281,7 @@ def _continuation(text: str, end: int, cased: bool) -> int:
             if between.count("\n") > 2:
                 break
             line = _line_at(text, s)
-            if _LABEL_LINE.match(line) or _phone_at(line):
+            if _LABEL_LINE.match(line) or phone_at(line):
                 break
             in_block = line_start = True
         if line_start and re.fullmatch(r"[^\w\s]", t) and t not in "()":
@@ -276,7 +293,7 @@ def _continuation(text: str, end: int, cased: bool) -> int:
         if re.fullmatch(_UNIT, t):
             ok = bool(re.fullmatch(r"#?[\w-]+\.?", nxt))
         elif re.fullmatch(r"\d{1,6}(?:-\d{3,4})?\.?", t) or re.fullmatch(_POSTAL, word):
-            ok = not _phone_at(text[s : s + 40])  # "12 Main St, 555 123 4567" ends before the phone
+            ok = not phone_at(text[s : s + 40])  # "12 Main St, 555 123 4567" ends before the phone
         elif t == "(":
             ok, depth = _is_cap(nxt) or not cased, depth + 1
         elif t == ")":
@@ -310,11 +327,6 @@ def _without_type(m: re.Match, pattern: re.Pattern) -> str:
         if words[-1].rstrip(".").lower() == m.group("type").lower():
             return " ".join(words[:-1])
     return name
-
-
-def _phone_at(line: str) -> bool:
-    m = _LOOSE_PHONE.match(line.lstrip(" \t?*•-+("))
-    return bool(m) and sum(c.isdigit() for c in m.group()) >= 7
 
 
 def _name_line_above(text: str, start: int, cased: bool) -> tuple[int, int] | None:
@@ -367,13 +379,16 @@ class StreetAddressRecognizer(LocalRecognizer):
                         continue
                 if not (m.group("num") or m.groupdict().get("num2")):
                     continue
-                if not _name_ok(_without_type(m, pattern), cased):
-                    continue
                 cue = _has_cue(text, m.start())
                 block = _at_block_start(text, m.start())
-                if pattern is _BARE_STREET:
-                    trusted = cue or (block and "\n" in text[m.end() : m.end() + 3])
-                    score = 0.6 if trusted else 0.0
+                in_block = block and "\n" in text[m.end() : m.end() + 3]
+                bare = pattern is _BARE_STREET
+                name_ok = _name_ok(_without_type(m, pattern), cased, after_type=pattern is _STREET_PATTERNS[1],
+                                   loose=bare and in_block)
+                if not name_ok:
+                    continue
+                if bare:
+                    score = 0.6 if cue or in_block else 0.0
                 elif cased:
                     # "The 2 Main Drive shafts": prose goes on, so only trust it with a cue
                     prose = re.match(r"[ \t]+([a-z]+)", text[m.end() : m.end() + 30])
@@ -401,64 +416,11 @@ class StreetAddressRecognizer(LocalRecognizer):
             name = _name_line_above(text, start, cased) if score >= 0.5 else None
             if name:
                 results.append(_result(PERSON, *name, 0.6, "addressee line"))
+        for m in _BOX_ADDRESSES.finditer(text):
+            end = _continuation(text, m.end(), cased)
+            results.append(_result(STREET_ADDRESS, m.start(), end, 0.6, "box address"))
         for m in _POSTAL_CUE.finditer(text):
             results.append(_result(STREET_ADDRESS, m.start("code"), m.end("code"), 0.6, "postcode"))
-        return results
-
-
-# --------------------------------------------------------------------------- phone numbers
-
-_LOOSE_PHONE = re.compile(
-    r"(?<![\w+\-.])(?:(?:\+|00)\d{1,3}[\s.\-]?)?(?:\(\d{1,5}\)[\s.\-]?)?\d{2,5}(?:[ .\-]\d{2,5}){1,4}"
-    r"(?:\s?(?i:x|ext\.?|extension)\s?\d{1,6})?(?![\w\-]|\.\d)"
-)
-_PHONE_CUE = re.compile(
-    r"(?i:\b(?:phone|tel|telephone|mobile|mob|cell|cellphone|call|fax|desk|contact|reach|"
-    r"whatsapp|sms|text me|dial|landline)\b|\b(?:my|his|her|your|our|their) number\b)"
-)
-_PHONE_LABEL = r"(?i:office|mobile|cell|fax|home|work|desk|direct|main)"
-_PHONE_AFTER = re.compile(rf"[ \t]*\(?{_PHONE_LABEL}\b")  # "69 987 88 37 office"
-_PHONE_BEFORE = re.compile(rf"\b{_PHONE_LABEL}[ \t]*[:.]?[ \t]*$")  # "Office: 020 7946 0958"
-_NANP = re.compile(r"\(?\d{3}\)?[ .\-]\d{3}[ .\-]\d{4}")  # 415.555.0132
-_DATE_LIKE = re.compile(r"\d{4}[-./]\d{1,2}[-./]\d{1,2}|\d{1,2}[-./]\d{1,2}[-./]\d{2,4}")
-
-
-class LoosePhoneRecognizer(LocalRecognizer):
-    """Phone numbers that libphonenumber rejects: short national formats, odd
-    groupings and extensions ("(96) 627-277", "001-420-335-7509x38548").
-
-    Only trusted with a phone word nearby or an unmistakable shape (leading +,
-    parenthesised area code, extension), so order ids and dates stay.
-    """
-
-    def __init__(self) -> None:
-        super().__init__(supported_entities=[PHONE_NUMBER], name="LoosePhoneRecognizer")
-
-    def load(self) -> None:  # noqa: D102 - nothing to load
-        pass
-
-    def analyze(
-        self, text: str, entities: list[str], nlp_artifacts: NlpArtifacts | None = None
-    ) -> list[RecognizerResult]:
-        results = []
-        for m in _LOOSE_PHONE.finditer(text):
-            value = m.group()
-            digits = sum(c.isdigit() for c in value.split("x")[0].split("ext")[0])
-            if not 7 <= digits <= 15 or _DATE_LIKE.fullmatch(value.strip()):
-                continue
-            if re.fullmatch(r"\d{1,3}(?:\.\d{1,3}){3}", value):
-                continue  # an IPv4 address
-            shaped = value.startswith(("+", "(")) or bool(
-                re.search(r"(?i)\d\s?(?:x|ext)", value) or _NANP.fullmatch(value)
-            )
-            before = text[max(0, m.start() - 40) : m.start()]
-            line_before = before.split("\n")[-1]
-            cue = bool(
-                _PHONE_CUE.search(line_before) or _PHONE_BEFORE.search(line_before)
-                or _PHONE_AFTER.match(text, m.end())
-            )
-            score = 0.65 if cue else (0.55 if shaped else 0.2)
-            results.append(_result(PHONE_NUMBER, m.start(), m.end(), score, "loose phone"))
         return results
 
 
@@ -498,7 +460,8 @@ _CUES = [
         score=0.85, plain=True,
     ),
     _Cue(r"(?i:\bname[ ]*[:?])[ ]*", score=0.8, plain=True),
-    _Cue(r"(?i:\b(?:calls?|called)[ ]+me|\bnamed|\bknown[ ]+as|\bmy[ ]+name's)[ ]+", plain=True),
+    _Cue(r"(?i:\b(?:calls?|called)[ ]+me|\bnamed(?:[ ]+(?:him|her|them))?|\bknown[ ]+as|\bmy[ ]+name's)[ ]+",
+         plain=True),
     _Cue(rf"(?i:\bmy[ ]+(?:{_KIN}),?)[ ]+"),
     # "had given Tyler his address": the recipient of give/send/tell ...
     _Cue(
@@ -587,8 +550,8 @@ class ContextPersonRecognizer(LocalRecognizer):
         if found and not cased:  # tagging only here: most texts never need it
             plural = {t.idx for t in _tagger()(text) if t.tag_ in {"NNS", "NNPS"}}
         if cased:
-            weak = _Cue("", score=0.6, strong=False)
-            found += [(m, weak) for m in _VOCATIVE.finditer(text)
+            called = _Cue("", score=0.6)  # "Lucas, can I ...": called out, whatever the recogniser says
+            found += [(m, called) for m in _VOCATIVE.finditer(text)
                       if m.start() == _sentence_start(text, m.start())]
         results = []
         for m, cue in found:
@@ -636,15 +599,26 @@ def _build_analyzer(language: str) -> AnalyzerEngine:
         PhoneRecognizer(supported_language=language),
         CreditCardRecognizer(supported_language=language),
         UsSsnRecognizer(supported_language=language),
-        IbanRecognizer(supported_language=language),
+        CaseBlindIbanRecognizer(supported_language=language),
         IpRecognizer(supported_language=language),
         UsLicenseRecognizer(supported_language=language),
         StreetAddressRecognizer(),
         LoosePhoneRecognizer(),
         ContextPersonRecognizer(),
+        ProperNounRecognizer(),
     ):
         registry.add_recognizer(recognizer)
     return AnalyzerEngine(registry=registry, nlp_engine=nlp_engine, supported_languages=[language])
+
+
+class CaseBlindIbanRecognizer(IbanRecognizer):
+    """IBANs written in lower case ("gb82west1234..."): Presidio's patterns want capitals; the
+    checksum it validates is the same either way."""
+
+    def analyze(self, text: str, entities: list[str], nlp_artifacts: NlpArtifacts | None = None,
+                regex_flags: int | None = None) -> list[RecognizerResult]:
+        upper = text.upper()
+        return super().analyze(upper if len(upper) == len(text) else text, entities, nlp_artifacts, regex_flags)
 
 
 class _NerOnlyEngine(SpacyNlpEngine):
@@ -657,8 +631,7 @@ class _NerOnlyEngine(SpacyNlpEngine):
     """
 
     def load(self) -> None:
-        unused = ["tok2vec", "tagger", "parser", "attribute_ruler", "lemmatizer", "senter"]
-        self.nlp = {m["lang_code"]: spacy.load(m["model_name"], exclude=unused) for m in self.models}
+        self.nlp = {m["lang_code"]: load_tagged(m["model_name"]) for m in self.models}
 
     def _doc_to_nlp_artifact(self, doc: Doc, language: str) -> NlpArtifacts:
         columns = doc.to_array([LOWER, IDX])  # one C-level pass instead of a Token object per word
@@ -680,6 +653,37 @@ def _tagger() -> Language:
     return spacy.load(runtime.SPACY_MODEL, exclude=["parser", "ner", "lemmatizer", "attribute_ruler"])
 
 
+_PERSON_HEADERS = re.compile(
+    r"(?i:name|person|people|customer|client|contact|author|owner|employee|staff|user|member|patient|"
+    r"manager|assignee|reporter|signed|signatory|sender|recipient|attendee|participant|student|player|"
+    r"who|by|from|to|cc)"
+)
+
+
+def _table_header(text: str, pos: int) -> str | None:
+    """The column header above ``pos`` when the text is a flattened table ("a | b\nc | d"), else None."""
+    lines = text.split("\n")
+    if sum(" | " in line for line in lines) < 2:
+        return None
+    line_start = text.rfind("\n", 0, pos) + 1
+    if line_start == 0:
+        return ""  # the header row itself: labels, not people
+    column = text[line_start:pos].count(" | ")
+    headers = lines[0].split(" | ")
+    return headers[column] if column < len(headers) else ""
+
+
+def _may_be_person(text: str, r: RecognizerResult, doc: Doc) -> bool:
+    """A plural common noun is nobody ("Stanley Cups", "Settings"), and in a table only a column
+    headed by a person word ("Customer", "Name") holds people ("Team": Blues, Flyers)."""
+    strong = (r.recognition_metadata or {}).get("recognizer_name") == "name by context"
+    span = doc.char_span(r.start, r.end, alignment_mode="expand")
+    if span is not None and len(span) and plural_noun(span[-1]) and not strong:
+        return False
+    header = _table_header(text, r.start)
+    return header is None or bool(_PERSON_HEADERS.search(header))
+
+
 def _clean_person(text: str, r: RecognizerResult) -> list[tuple[int, int]]:
     """spaCy PERSON spans run across lines, swallow "'s" and catch URLs; keep the name parts."""
     cased = _case_mode(text)
@@ -689,8 +693,16 @@ def _clean_person(text: str, r: RecognizerResult) -> list[tuple[int, int]]:
         lead = len(part) - len(part.lstrip(" \t?*•-\"'("))
         core = re.sub(r"(?:['’]s?|[\s,.;:\"')])+$", "", part.strip(" \t?*•-\"'("))
         words = core.split()
+        label_end = offset + lead + len(core)
+        while len(words) > 1 and known(words[-1]) and text[label_end:].lstrip(" \t").startswith(":"):
+            words.pop()  # "Margaret Holloway Phone: ...": a form's next label ends the name
+            core = core[: core.rindex(words[-1]) + len(words[-1])]
+            label_end = offset + lead + len(core)
+        if len(words) == 1 and known(words[0]) and text[label_end:].lstrip(" \t").startswith(":"):
+            words = []  # "Address:" opens a field
         if (
-            len(core) >= 2
+            words
+            and len(core) >= 2
             and not re.search(r"[\d/@:_<>]", core)
             and (not cased or any(_is_cap(w) for w in words))
             and words[-1].lower().strip(".,") not in _ORG_WORDS  # "Blue Fjord Ltd"
@@ -782,12 +794,12 @@ class Redactor:
                 text=text, language=self._language, nlp_artifacts=artifacts,
                 entities=list(THRESHOLDS), score_threshold=0.0,
             )
-            ents = [(e.start_char, e.end_char, e.label_) for e in artifacts.tokens.ents]
-            out.append(self._apply(text, results, ents))
+            out.append(self._apply(text, results, artifacts.tokens))
         return out
 
-    def _select(self, text: str, results: list[RecognizerResult]) -> list[tuple[int, int, str]]:
+    def _select(self, text: str, results: list[RecognizerResult], doc: Doc) -> list[tuple[int, int, str]]:
         kept = [r for r in results if r.score >= THRESHOLDS.get(r.entity_type, 1.1)]
+        kept = [r for r in kept if r.entity_type != PERSON or _may_be_person(text, r, doc)]
         tokens = [(m.start(), m.end()) for m in TOKEN_RE.finditer(text)]  # sorted, disjoint
         spans: list[tuple[int, int, str, float]] = []
         for r in kept:
@@ -799,8 +811,9 @@ class Redactor:
         spans = _spread_names(text, spans)
         return _resolve(s for s in spans if not _inside_token(s[0], s[1], tokens))
 
-    def _apply(self, text: str, results: list[RecognizerResult], ents: list[tuple[int, int, str]]) -> Redaction:
-        spans = self._select(text, results)
+    def _apply(self, text: str, results: list[RecognizerResult], doc: Doc) -> Redaction:
+        spans = self._select(text, results, doc)
+        ents = [(e.start_char, e.end_char, e.label_) for e in doc.ents]
         kept = _intact(text, ents, spans)
         if not spans:
             return Redaction(text=text, counts={}, spans=(), entities=kept)

@@ -286,15 +286,29 @@ def reindex_cancel(
 @eval_app.command("pii")
 def eval_pii(
     presidio_json: Annotated[Path, typer.Option(help="Labelled sentences (presidio-research format).")],
+    split_by_template: Annotated[Optional[int], typer.Option(
+        help="Deal templates into K folds; report fold 0 (held out) apart from the rest (tuning).")] = None,
+    stock: Annotated[bool, typer.Option(help="Run stock Presidio beside ours.")] = True,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
-    """Run labelled sentences through the real redact stage and count what leaks."""
-    from pipelines.pii_eval import evaluate
+    """Labelled sentences through the real redact stage and stock Presidio: what leaks, per type."""
+    from pipelines.pii_eval import StockPresidio, compare, table
     from pipelines.redact import Redactor
 
     s = config.settings()
-    result = evaluate(json.loads(presidio_json.read_text()), Redactor(s.pseudonym_secret.get_secret_value().encode()))
-    typer.echo(json.dumps(result) if as_json else json.dumps(result, indent=2))
+    try:
+        samples = json.loads(presidio_json.read_text())
+        ours = Redactor(s.pseudonym_secret.get_secret_value().encode())
+        result = compare(samples, ours, StockPresidio() if stock else None, split_by_template)
+    except (OSError, ValueError, KeyError) as exc:
+        typer.echo(f"cannot evaluate {presidio_json}: {exc}", err=True)
+        raise typer.Exit(2) from None
+    if as_json:
+        typer.echo(json.dumps(result))
+        return
+    for name in ("held_out", "tuning", "all"):
+        if name in result:
+            typer.echo(f"[{name}]\n{table(result[name])}")
 
 
 @eval_app.command("retrieval")
