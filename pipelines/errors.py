@@ -7,3 +7,15 @@ class PermanentError(Exception):
 
 class TransientError(Exception):
     """Worth retrying later (a service was briefly unreachable, a lock was held)."""
+
+
+MIB = 1024 * 1024  # the one unit of every size a person reads (limits are set in bytes)
+
+
+def mib(size: int) -> str:
+    """``size`` bytes in MiB; three decimals below 1 MiB, so a small limit does not read as 0.1."""
+    return f"{size / MIB:.{1 if size >= MIB else 3}f} MiB"
+
+
+def too_large(what: str, size: int, limit: int) -> PermanentError:
+    return PermanentError(f"{what} is {mib(size)}, over the {mib(limit)} limit")

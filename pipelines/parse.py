@@ -19,11 +19,9 @@ from html.parser import HTMLParser
 from typing import Any
 
 from pipelines import runtime  # first: keeps unstructured offline and quiet
-from pipelines.errors import PermanentError
+from pipelines.errors import MIB, PermanentError, mib, too_large
 from schemas.documents import Element, ParsedDocument
 
-
-MB = 1024 * 1024
 OLE2_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
 MAX_CELL_CHARS = 500  # a longer cell means a layout table, not data
 MAX_UNZIPPED_RATIO = 40  # an OOXML/ODF/EPUB archive may expand to this times max_bytes
@@ -56,16 +54,14 @@ _pdfium_lock = threading.Lock()  # pdfium is not thread-safe
 _tokenizer_ready = False
 
 
-def parse_bytes(data: bytes, filename: str, *, max_bytes: int = 50 * MB) -> ParsedDocument:
+def parse_bytes(data: bytes, filename: str, *, max_bytes: int = 50 * MIB) -> ParsedDocument:
     """Turn one file's bytes into ordered elements with sections and page numbers."""
     name = filename.replace("\\", "/").rsplit("/", 1)[-1]
     ext = name.rsplit(".", 1)[-1].lower() if "." in name.lstrip(".") else ""
     if not data:
         raise PermanentError("file is empty")
     if len(data) > max_bytes:
-        raise PermanentError(
-            f"file is {len(data) / MB:.1f} MB, over the {max_bytes / MB:.1f} MB limit"
-        )
+        raise too_large("file", len(data), max_bytes)
     _check_container(data, ext, max_bytes)
     try:
         if ext == "pdf":
@@ -168,7 +164,7 @@ def _check_container(data: bytes, ext: str, max_bytes: int) -> None:
     if bad is not None:
         raise PermanentError(f"file is corrupt: damaged member {bad!r} in the .{ext} container")
     if unzipped > MAX_UNZIPPED_RATIO * max_bytes:
-        raise PermanentError(f"file expands to {unzipped / MB:.0f} MB when unzipped; refusing it")
+        raise PermanentError(f"file expands to {mib(unzipped)} when unzipped; refusing it")
 
 
 def _parse_pdf(data: bytes, filename: str) -> list[Element]:

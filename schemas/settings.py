@@ -32,7 +32,7 @@ class Settings(BaseSettings):
     # Bounds: admission control at every ingress.
     max_in_flight: int = 256  # documents between ingress and done
     max_queue_depth: int = 200  # messages waiting in any one queue
-    max_document_bytes: int = 50 * 1024 * 1024
+    max_document_bytes: int = 50 * 1024 * 1024  # 50 MiB; refusals report sizes in MiB
     parse_time_limit_s: int = 120
     task_time_limit_s: int = 600
 
@@ -58,7 +58,7 @@ class Settings(BaseSettings):
     # Webhooks and S3-compatible buckets (workers/webhooks.py, workers/s3.py).
     # No webhook secret: the webhook endpoints refuse everything with 503.
     webhook_secret: SecretStr | None = None
-    webhook_max_body_bytes: int = 1024 * 1024
+    webhook_max_body_bytes: int = 1024 * 1024  # 1 MiB
     s3_endpoint_url: str | None = None  # MinIO / moto / other S3-compatible; unset: AWS
     s3_region: str = "us-east-1"
     s3_access_key_id: SecretStr | None = None  # unset: boto3's usual chain (env, profile, role)

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from pipelines import parse
-from pipelines.errors import PermanentError
-from pipelines.parse import MB, parse_bytes
+from pipelines.errors import MIB, PermanentError
+from pipelines.parse import parse_bytes
 from schemas.documents import ParsedDocument
 
 SHARED_DOCS = Path(__file__).resolve().parents[2] / "shared/data/docs"
@@ -282,9 +282,9 @@ def test_corrupt_containers() -> None:
 def test_zip_bomb_is_refused() -> None:
     bomb = io.BytesIO()
     with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as archive:
-        archive.writestr("word/document.xml", b" " * (3 * MB))
+        archive.writestr("word/document.xml", b" " * (3 * MIB))
     reason = fails(bomb.getvalue(), "bomb.docx", max_bytes=64 * 1024)
-    assert reason.startswith("file expands to 3 MB when unzipped")
+    assert reason.startswith("file expands to 3.0 MiB when unzipped")
 
 
 # -- PDF -------------------------------------------------------------------------------------
@@ -348,10 +348,10 @@ def test_refusals(data: bytes, filename: str, reason: str) -> None:
 
 
 def test_size_limit() -> None:
-    data = b"a" * int(1.5 * MB)
-    assert fails(data, "big.txt", max_bytes=MB) == "file is 1.5 MB, over the 1.0 MB limit"
-    huge = b"a" * (50 * MB + 100_000)
-    assert fails(huge, "huge.txt") == "file is 50.1 MB, over the 50.0 MB limit"
+    data = b"a" * int(1.5 * MIB)
+    assert fails(data, "big.txt", max_bytes=MIB) == "file is 1.5 MiB, over the 1.0 MiB limit"
+    huge = b"a" * (50 * MIB + 100_000)
+    assert fails(huge, "huge.txt") == "file is 50.1 MiB, over the 50.0 MiB limit"
 
 
 def test_unexpected_parser_errors_become_permanent(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -17,6 +17,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from harness import Sluice
 
+from pipelines.errors import mib
 from schemas.events import document_id
 from schemas.search import Mode, SearchRequest
 from workers.s3 import key_problem, split_url
@@ -133,7 +134,7 @@ def test_watched_bucket_follows_create_overwrite_delete_and_catches_up_on_restar
 
     wait_for(lambda: keys_found("heronweir") == {"inbox/heron.txt"}, "reconcile to index heron.txt")
     letters = wait_for(lambda: [d for d in st.dead_letters() if d["key"] == "inbox/huge.txt"], "huge.txt dead letter")
-    assert f"{LIMIT:,}-byte limit" in letters[0]["error"]
+    assert f"over the {mib(LIMIT)} limit" in letters[0]["error"]
     log = sluice.log("watch-s3")
     assert "refused object key 'inbox/../../etc/passwd'" in log and "'..' path segment" in log
     assert set(indexed("s3://docs")) == {"inbox/heron.txt"}

@@ -23,7 +23,7 @@ from pathlib import PurePosixPath
 from typing import Any
 from urllib.parse import unquote
 
-from pipelines.errors import PermanentError, TransientError
+from pipelines.errors import PermanentError, TransientError, mib, too_large
 from schemas.events import Action, Event, document_id
 from schemas.settings import Settings
 from workers.ingress import Ingress, ignored
@@ -144,7 +144,7 @@ def blocks(c: Any, bucket: str, key: str, max_bytes: int) -> tuple[str, Iterator
     body = obj["Body"]
     if int(obj.get("ContentLength") or 0) > max_bytes:
         body.close()
-        raise PermanentError(f"object is {obj['ContentLength']:,} bytes, over the {max_bytes:,}-byte limit")
+        raise too_large("object", obj["ContentLength"], max_bytes)
 
     def stream() -> Iterator[bytes]:
         seen = 0
@@ -152,7 +152,7 @@ def blocks(c: Any, bucket: str, key: str, max_bytes: int) -> tuple[str, Iterator
             for block in body.iter_chunks(BLOCK):
                 seen += len(block)
                 if seen > max_bytes:
-                    raise PermanentError(f"object grew past the {max_bytes:,}-byte limit while being read")
+                    raise PermanentError(f"object grew past the {mib(max_bytes)} limit while being read")
                 yield block
         except (BotoCoreError, OSError) as exc:
             raise _refusal(exc, what) from exc

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pipelines.errors import PermanentError
+from pipelines.errors import PermanentError, too_large
 from workers.logsafe import escaped
 
 FOLDER = "folder:"
@@ -39,7 +39,7 @@ def read(source: str, key: str, max_bytes: int) -> bytes | None:
     try:
         size = path.stat().st_size
         if size > max_bytes:
-            raise PermanentError(f"file is {size / 1e6:.1f} MB, over the {max_bytes / 1e6:.1f} MB limit")
+            raise too_large("file", size, max_bytes)
         return path.read_bytes()
     except FileNotFoundError:
         return None

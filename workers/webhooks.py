@@ -33,7 +33,7 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 from redis.exceptions import LockError
 from starlette.concurrency import run_in_threadpool
 
-from pipelines.errors import PermanentError, TransientError
+from pipelines.errors import PermanentError, TransientError, mib
 from schemas.events import Action, Event, document_id
 from schemas.settings import Settings
 from schemas.webhooks import (
@@ -99,12 +99,12 @@ async def read_body(request: Request, limit: int) -> bytes:
     """The raw body, refusing (413) as soon as it is known to exceed ``limit``."""
     declared = request.headers.get("content-length")
     if declared is not None and _unsigned_int(declared) and int(declared) > limit:
-        raise Refusal(413, f"body is over the {limit}-byte limit")
+        raise Refusal(413, f"body is over the {mib(limit)} limit")
     parts, size = [], 0
     async for part in request.stream():
         size += len(part)
         if size > limit:
-            raise Refusal(413, f"body is over the {limit}-byte limit")
+            raise Refusal(413, f"body is over the {mib(limit)} limit")
         parts.append(part)
     return b"".join(parts)
 
