@@ -36,11 +36,13 @@ def consumed() -> frozenset[str]:
     return frozenset(q for q in os.environ.get(QUEUES_ENV, "").split(",") if q)
 
 
-def hand_on(task: Any, event_id: str) -> None:
-    """Queue ``task`` for ``event_id``: after the current stage here, or through the broker."""
+def hand_on(task: Any, event_id: str, *, here: bool = False) -> None:
+    """Queue ``task`` for ``event_id``: after the current stage here, or through the broker.
+
+    ``here`` keeps it in this process whatever the queues: its input lives only in memory."""
     name = task.name.removeprefix("sluice.")
     chain = getattr(_local, "chain", None)
-    if chain is not None and name in _runners and STAGE_QUEUES.get(name) in consumed():
+    if chain is not None and name in _runners and (here or STAGE_QUEUES.get(name) in consumed()):
         chain.append((name, event_id))
     else:
         task.delay(event_id)

@@ -152,6 +152,14 @@ class State:
     def get_json(self, kind: str, event_id: str) -> str:
         return self._get(kind, event_id).decode()
 
+    def keep(self, kind: str, event_id: str, value: Any) -> None:
+        """Hold ``value`` for the next stage in this thread only; never written to Redis (the
+        parsed, unredacted document: a worker killed before redaction parses the file again)."""
+        self._memo(event_id)[f"kept:{kind}"] = value
+
+    def kept(self, kind: str, event_id: str) -> Any:
+        return self._memo(event_id).pop(f"kept:{kind}", None)
+
     def put_vectors(self, event_id: str, vectors: np.ndarray) -> None:
         self._put("vectors", event_id, vectors.astype(np.float32).tobytes())
 
@@ -176,7 +184,7 @@ class State:
         self._memo(event_id).pop(kind, None)
 
     def drop_artifacts(self, event_id: str) -> None:
-        kinds = ("parsed", "redacted", "chunks", "plan", "vectors")
+        kinds = ("redacted", "chunks", "plan", "vectors")
         self.r.delete(*(f"{P}art:{k}:{event_id}" for k in kinds))
         memo = self._memo(event_id)
         for k in kinds:

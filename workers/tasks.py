@@ -14,6 +14,7 @@ import random
 import signal
 import threading
 import time
+import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -54,10 +55,15 @@ def retry_later(name: str, event_id: str, retries: int, retry: Callable[..., Any
     raise retry(countdown=_backoff(retries), exc=exc)
 
 
+BODIES: dict[str, Callable[[State, Event], None]] = {}
+"""Each stage's body by name (tests run one under the stage runtime without a broker)."""
+
+
 def stage(name: str) -> Callable[[Callable[[State, Event], None]], Any]:
     """Wrap a stage body with idempotency, supersession, retries and dead letters."""
 
     def wrap(body: Callable[[State, Event], None]) -> Any:
+        BODIES[name] = body
         @app.task(name=f"sluice.{name}", bind=True, max_retries=None, ignore_result=True, self_timed=True)
         def task(self: Any, event_id: str, limit_s: float | None = None) -> str:
             return _run(name, body, event_id, self.request.retries, self.retry, limit_s)
@@ -115,9 +121,11 @@ def _attempt(name: str, body: Callable[[State, Event], None], st: State, event: 
         if retries >= settings().max_retries:
             return _fail(st, event_id, name, f"gave up after {retries} retries: {exc}")
         return retry_later(name, event_id, retries, retry, exc)
-    except Exception as exc:  # a bug: keep the event, tell the operator
-        log.exception("stage %s failed for event %s", name, event_id)
-        return _fail(st, event_id, name, f"internal error: {type(exc).__name__}: {exc}"[:500])
+    except Exception as exc:  # a bug: keep the event, tell the operator (where, never the message:
+        # an exception's text can quote the document it choked on)
+        where = "".join(traceback.format_tb(exc.__traceback__)[-3:])
+        log.error("stage %s failed for event %s: %s\n%s", name, event_id, type(exc).__name__, where)
+        return _fail(st, event_id, name, f"internal error: {type(exc).__name__} (see the worker log)")
     return "ok"
 
 
@@ -150,23 +158,34 @@ def _fail(st: State, event_id: str, stage_name: str, reason: str) -> str:
     return "failed"
 
 
-@stage("parse")
-def parse(st: State, event: Event) -> None:
+def _parsed(st: State, event: Event) -> ParsedDocument | None:
+    """The event's file, read and parsed; None when it changed or vanished since (a newer event follows)."""
     from pipelines.parse import parse_bytes
 
     s = settings()
     data = sources.read(event.source, event.key, s.max_document_bytes)
     if data is None or hashlib.sha256(data).hexdigest() != event.version:
-        st.finish(event.event_id, "superseded")  # changed or gone since; a newer event follows
+        st.finish(event.event_id, "superseded")
+        return None
+    return parse_bytes(data, event.key, max_bytes=s.max_document_bytes)
+
+
+@stage("parse")
+def parse(st: State, event: Event) -> None:
+    doc = _parsed(st, event)
+    if doc is None:
         return
-    doc = parse_bytes(data, event.key, max_bytes=s.max_document_bytes)
-    st.put_json("parsed", event.event_id, doc.model_dump_json())
-    dispatch.hand_on(redact, event.event_id)
+    st.keep("parsed", event.event_id, doc)  # in this thread's memory only: raw text is never stored
+    dispatch.hand_on(redact, event.event_id, here=True)
 
 
 @stage("redact")
 def redact(st: State, event: Event) -> None:
-    doc = ParsedDocument.model_validate_json(st.get_json("parsed", event.event_id))
+    doc = st.kept("parsed", event.event_id)
+    if doc is None:  # a redelivered or retried redact message: parse again, nothing raw was kept
+        doc = _parsed(st, event)
+        if doc is None:
+            return
     texts = [e.text for e in doc.elements]
     headings = sorted({e.section for e in doc.elements if e.section} | ({doc.title} if doc.title else set()))
     done = in_steps(resources.redactor().redact_many, texts + headings)  # long documents report progress
