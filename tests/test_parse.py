@@ -284,7 +284,41 @@ def test_zip_bomb_is_refused() -> None:
     with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as archive:
         archive.writestr("word/document.xml", b" " * (3 * MIB))
     reason = fails(bomb.getvalue(), "bomb.docx", max_bytes=64 * 1024)
-    assert reason.startswith("file expands to 3.0 MiB when unzipped")
+    assert reason.startswith("file expands to 3.0 MiB when unzipped in one member ('word/document.xml')")
+    spread = io.BytesIO()  # each member under the cap of one, all of them over the cap of the whole
+    with zipfile.ZipFile(spread, "w", zipfile.ZIP_DEFLATED) as archive:
+        for i in range(4):
+            archive.writestr(f"word/part{i}.xml", b" " * (200 * 1024))
+    reason = fails(spread.getvalue(), "spread.docx", max_bytes=64 * 1024)
+    assert reason == "file expands to 0.781 MiB when unzipped, over the 0.625 MiB limit; refusing it"
+
+
+def _declaring(name: str, size: int) -> bytes:
+    """A docx whose member ``name`` declares ``size`` bytes unzipped (its central directory says so)."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("[Content_Types].xml", "<Types/>")
+        archive.writestr(name, b"<w:document/>")
+    data = bytearray(buffer.getvalue())
+    entry = data.rindex(name.encode()) - 46  # its central directory entry: the name's last occurrence
+    assert data[entry:entry + 4] == b"PK\x01\x02"
+    data[entry + 24:entry + 28] = size.to_bytes(4, "little")  # uncompressed size
+    assert zipfile.ZipFile(io.BytesIO(bytes(data))).getinfo(name).file_size == size
+    return bytes(data)
+
+
+@pytest.mark.parametrize("declared", [4_000_000_000, 30 * MIB])
+def test_a_member_declaring_a_huge_size_is_refused_before_anything_is_inflated(declared: int) -> None:
+    started = time.perf_counter()
+    reason = fails(_declaring("word/document.xml", declared), "bomb.docx", max_bytes=MIB)
+    took = time.perf_counter() - started
+    assert reason.startswith(f"file expands to {declared / MIB:.1f} MiB when unzipped") and "word/document.xml" in reason
+    assert took < 0.5, took
+
+
+def test_an_ordinary_docx_still_parses_under_the_member_cap() -> None:
+    data = (SHARED_DOCS / "handbook-1p.docx").read_bytes()
+    assert parse_bytes(data, "handbook-1p.docx", max_bytes=len(data)).elements
 
 
 # -- PDF -------------------------------------------------------------------------------------
