@@ -78,3 +78,37 @@ def test_a_linked_folder_inside_the_inbox_is_confined_to_the_inbox(sluice, outsi
     report = json.loads(result.stdout)
     assert report["indexed"] == 0 and [f["path"] for f in report["failed"]] == ["etc/passwd"], report
     assert not _searchable(_secret(outside))
+
+
+def test_a_prefix_reindex_skips_a_link_out_of_the_folder_with_the_reason(sluice, outside):
+    import time
+
+    from fastapi import FastAPI
+    from fastapi.testclient import TestClient
+    from pydantic import SecretStr
+
+    from schemas.events import document_id
+    from workers import client
+    from workers.config import settings
+    from workers.sources import folder_source
+    from workers.webhooks import sign, webhook_router
+
+    docs = sluice.root / "hooked"
+    (docs / "notes").mkdir(parents=True)
+    (docs / "notes" / "passwd.txt").symlink_to(outside / "passwd")
+    source = folder_source(docs)
+    listing = {document_id(source, "notes/passwd.txt"): {"source": source, "key": "notes/passwd.txt"}}
+    s = settings().model_copy(update={"webhook_secret": SecretStr("a secret")})
+    api = FastAPI()
+    api.include_router(webhook_router(client.connect(s), s, documents=lambda: listing))
+    body, stamp = b'{"scope": "prefix", "prefix": "notes/"}', str(int(time.time()))
+    r = TestClient(api).post("/webhooks/reindex", content=body, headers={
+        "X-Sluice-Timestamp": stamp, "X-Sluice-Signature": sign(b"a secret", stamp, body)})
+    assert r.status_code == 202, r.text
+    st = client.connect(s)
+    deadline = time.monotonic() + 10
+    while (job := st.job(r.json()["job_id"]))["finished_at"] is None:
+        assert time.monotonic() < deadline, job
+        time.sleep(0.05)
+    assert (job["status"], job["submitted"], job["skipped"]) == ("done", 0, 1), job
+    assert "outside" in job["errors"][0]["error"] and job["errors"][0]["key"] == "notes/passwd.txt"
