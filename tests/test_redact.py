@@ -200,3 +200,63 @@ def test_pii_eval_ignores_values_inside_tokens() -> None:
     canned = _Canned([Redaction("Flat <STREET_ADDRESS_a23b00>", {"STREET_ADDRESS": 1}, ((5, 7, "STREET_ADDRESS"),))])
     report = evaluate([sample], canned)
     assert report["leaked"] == 0 and report["per_type"] == {"STREET_ADDRESS": {"labelled": 1, "leaked": 0}}
+
+
+# --------------------------------------------------------------------------- shapes of real documents
+
+def test_a_flattened_form_gives_one_person_one_pseudonym(redactor: Redactor) -> None:
+    """"Customer: A B Phone: ..." - the next label ends the name, so the label stays and both mentions match."""
+    form = redactor.redact("Customer: Margaret Holloway Phone: (415) 555-0142 Email: m.holloway@example.com")
+    prose = redactor.redact("Margaret Holloway prefers contact by email after 5 pm.")
+    token = prose.text.split()[0]
+    assert TOKEN_RE.fullmatch(token) and f"Customer: {token} Phone: " in form.text, form.text
+    assert form.counts == {"PERSON": 1, "PHONE_NUMBER": 1, "EMAIL_ADDRESS": 1}
+
+
+def test_a_results_table_keeps_its_teams_and_trophies(redactor: Redactor) -> None:
+    table = "Stanley Cups |  | \nTeam | Location | Stanley Cups\nBlues | STL | 1\nFlyers | PHI | 2\nMaple Leafs | TOR | 13"
+    assert redactor.redact(table).text == table
+    places = "reservoir | region | capacity\nThornbury | North | 12500\nGlenmoor | North | 8300"
+    assert redactor.redact(places).text == places
+
+
+def test_a_table_column_of_people_is_redacted(redactor: Redactor) -> None:
+    result = redactor.redact("Name | Team\nHedda Vortmann | Blues\nOsric Paldevan | Flyers")
+    assert "Vortmann" not in result.text and "Paldevan" not in result.text and "Blues" in result.text
+
+
+@pytest.mark.parametrize(("text", "names"), [
+    ("Turgeon, Guerra and Ewing founded the company in 2019.", ["Turgeon", "Guerra", "Ewing"]),
+    ("Why is Valtteri so impulsive?", ["Valtteri"]),
+    ("Regina is very reliable. You can always depend on her.", ["Regina"]),
+    ("have you been to a quenby marlowe concert before?", ["quenby"]),
+])
+def test_names_the_small_model_mistypes_are_redacted_and_kept_out_of_the_graph(
+        redactor: Redactor, text: str, names: list[str]) -> None:
+    result = redactor.redact(text)
+    for name in names:
+        assert name not in result.text, result.text
+        assert not any(name in surface for surface, _ in result.entities), result.entities
+
+
+def test_places_stay_places(redactor: Redactor) -> None:
+    text = ("The Riverside Water Board met in Shelbyville. The Riverside Water Board approved the budget "
+            "of the Shelbyville reservoir. Our office is in Doylestown, PA.")
+    result = redactor.redact(text)
+    assert "Shelbyville" in result.text and "Doylestown" in result.text and not result.counts, result.text
+
+
+@pytest.mark.parametrize(("text", "value"), [
+    ("They're not answering at 0487 23 46 71", "0487 23 46 71"),
+    ("Office line 751-954-9268-Fax", "751-954-9268"),
+    ("my iban is gb82west12345698765432", "gb82west12345698765432"),
+    ("I'd like it sent to PSC 5605, Box 8122\nAPO AP 96504", "PSC 5605, Box 8122"),
+    ("My zip code is 35649", "35649"),
+])
+def test_identifiers_in_loose_formats(redactor: Redactor, text: str, value: str) -> None:
+    assert value not in redactor.redact(text).text
+
+
+def test_thousands_and_dates_are_not_phone_numbers(redactor: Redactor) -> None:
+    text = "The number of users rose from 1 200 000 to 1 350 000 between 2023-01-15 and 2024-01-15."
+    assert redactor.redact(text).text == text
