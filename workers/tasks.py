@@ -87,19 +87,19 @@ def _run(name: str, body: Callable[[State, Event], None], event_id: str, retries
         st.finish(event_id, "superseded")
     if isinstance(event, str):
         return event
-    started, outcome = time.perf_counter(), "retry"  # unless the attempt returns
+    started, cpu_started, outcome = time.perf_counter(), time.thread_time(), "retry"  # unless the attempt returns
     try:
         with dispatch.collecting() as chain:
             outcome = _attempt(name, body, st, event, retries, retry, limit_s)
     finally:
-        seconds = time.perf_counter() - started
+        seconds, cpu_s = time.perf_counter() - started, time.thread_time() - cpu_started
         if outcome != "ok":
-            record(name, seconds, outcome)
+            record(name, seconds, outcome, cpu_s)
     if outcome != "ok":
         return outcome
     dispatch.run(chain)
     pipe = st.r.pipeline(transaction=False)  # its counts and its done mark in one round trip
-    count(pipe, name, seconds, outcome)
+    count(pipe, name, seconds, outcome, cpu_s)
     st.mark_stage_done(name, event_id, pipe)
     pipe.execute()
     return outcome

@@ -41,16 +41,19 @@ def _label(bound: float) -> str:
     return "+Inf" if math.isinf(bound) else repr(bound)
 
 
-def observe(r: redis.Redis, task: str, seconds: float, outcome: str) -> None:
+def observe(r: redis.Redis, task: str, seconds: float, outcome: str, cpu_s: float | None = None) -> None:
     pipe = r.pipeline(transaction=False)
-    count(pipe, task, seconds, outcome)
+    count(pipe, task, seconds, outcome, cpu_s)
     pipe.execute()
 
 
-def count(pipe: Any, task: str, seconds: float, outcome: str) -> None:
-    """Queue one run's counts on a pipeline (a stage sends them with its done mark)."""
+def count(pipe: Any, task: str, seconds: float, outcome: str, cpu_s: float | None = None) -> None:
+    """Queue one run's counts on a pipeline (a stage sends them with its done mark); ``cpu_s`` is
+    the thread's CPU time, which other load on the machine does not inflate as it does ``seconds``."""
     pipe.hincrby(LATENCY + task, bucket(seconds), 1)
     pipe.hincrbyfloat(LATENCY + task, "sum", seconds)
+    if cpu_s is not None:
+        pipe.hincrbyfloat(LATENCY + task, "cpu", cpu_s)
     pipe.hincrby(RUNS, f"{task}|{outcome}", 1)
 
 
@@ -64,6 +67,16 @@ def latencies(r: redis.Redis) -> dict[str, tuple[list[tuple[str, int]], float]]:
             running += int(raw.get(_label(b), 0))
             buckets.append((_label(b), running))
         out[key.decode().removeprefix(LATENCY)] = (buckets, float(raw.get("sum", 0.0)))
+    return out
+
+
+def stage_cpu(r: redis.Redis) -> dict[str, float]:
+    """CPU seconds each stage has used so far (stages record their thread's CPU time)."""
+    out = {}
+    for key in r.scan_iter(LATENCY + "*", count=500):
+        cpu = r.hget(key, "cpu")
+        if cpu is not None:
+            out[key.decode().removeprefix(LATENCY)] = float(cpu)
     return out
 
 
@@ -93,12 +106,12 @@ def _stop(task_id: str | None = None, task: Any = None, retval: Any = None, stat
     record(name.removeprefix("sluice."), time.perf_counter() - started, _outcome(retval, state))
 
 
-def record(task: str, seconds: float, outcome: str) -> None:
+def record(task: str, seconds: float, outcome: str, cpu_s: float | None = None) -> None:
     """One run of a task or stage; metrics must never fail the work."""
     try:
         from workers import resources
 
-        observe(resources.state().r, task, seconds, outcome)
+        observe(resources.state().r, task, seconds, outcome, cpu_s)
     except Exception as exc:
         log.debug("could not record the duration of %s: %s", task, exc)
 
