@@ -11,38 +11,14 @@ from __future__ import annotations
 from celery import Celery
 
 from schemas.settings import Settings
+from workers.runtime.flow import (  # noqa: F401  (the queues, named where the flow is)
+    ALL_QUEUES,
+    EMBEDDED_QUERY_QUEUES,
+    PIPELINE_QUEUES,
+    QUERY_QUEUES,
+    STAGE_QUEUES,
+)
 
-STAGE_QUEUES = {
-    "parse": "parse",
-    "redact": "redact",
-    "chunk": "chunk",
-    "embed": "embed",
-    "diff": "index",
-    "upsert": "index",
-    "delete": "index",
-    "manifest": "index",
-    "texts": "index",
-    "search": "query",
-    "document": "query",
-    "ping": "query",
-    # Entity graph and summaries: spaCy extraction and batch I/O on pipeline workers; the graph
-    # itself lives in the query worker (writes through "index", reads through "query").
-    "graph_extract": "graph",
-    "summarise": "graph",
-    "summary_tick": "summary",
-    "graph_apply": "index",
-    "graph_relations": "index",
-    "summary_index": "index",
-    "graph_query": "query",
-    "graph_communities": "query",
-}
-PIPELINE_QUEUES = ("parse", "redact", "chunk", "embed", "graph", "summary")
-QUERY_QUEUES = ("index", "query")
-# On one machine (`sluice up`), the index owner also embeds and runs the follow-ups: a document then
-# crosses the broker twice (parse -> redact -> chunk in a pipeline worker, diff -> embed -> upsert ->
-# graph -> summary in the query worker; see workers/dispatch.py) instead of nine times.
-EMBEDDED_QUERY_QUEUES = QUERY_QUEUES + ("embed", "graph")
-ALL_QUEUES = PIPELINE_QUEUES + QUERY_QUEUES
 
 # Query tasks return indexed text, keys and entities to their caller only: the worker's "succeeded"
 # log line and Flower's task-succeeded event show the result cut to its shape ("[, ...]").

@@ -13,6 +13,7 @@ import typer
 from pipelines import runtime  # noqa: F401  (offline switches first)
 from schemas.search import Mode, Scope
 from workers import config
+from workers.runtime.flow import PIPELINE_QUEUES, QUERY_QUEUES
 
 app = typer.Typer(help="sluice: event-driven document ingestion and search.", no_args_is_help=True)
 eval_app = typer.Typer(help="Measure quality.", no_args_is_help=True)
@@ -64,7 +65,7 @@ def up(
 
 @app.command()
 def worker(
-    queues: Annotated[str, typer.Option(help="Comma-separated queues.")] = "parse,redact,chunk,embed,graph,summary",
+    queues: Annotated[str, typer.Option(help="Comma-separated queues.")] = ",".join(PIPELINE_QUEUES),
     concurrency: Annotated[int, typer.Option(help="Worker processes.")] = 2,
     name: Annotated[str, typer.Option(help="Worker node name.")] = "pipeline@%h",
 ) -> None:
@@ -88,7 +89,6 @@ def query_worker(
 ) -> None:
     """The index owner: applies index writes and answers searches (thread pool, one process)."""
     _connect()
-    from workers.app import QUERY_QUEUES
     from workers.app import app as celery_app
     from workers.dispatch import QUEUES_ENV
 

@@ -20,7 +20,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from workers.app import STAGE_QUEUES
+from workers.app import app
+from workers.runtime.flow import STAGE_QUEUES, STEPS
 
 QUEUES_ENV = "SLUICE_WORKER_QUEUES"  # set by `sluice worker` / `sluice query-worker` before the pool starts
 _runners: dict[str, Callable[[str], Any]] = {}
@@ -36,16 +37,31 @@ def consumed() -> frozenset[str]:
     return frozenset(q for q in os.environ.get(QUEUES_ENV, "").split(",") if q)
 
 
-def hand_on(task: Any, event_id: str, *, here: bool = False) -> None:
-    """Queue ``task`` for ``event_id``: after the current stage here, or through the broker.
+def publish(name: str, args: tuple[Any, ...] = (), **options: Any) -> Any:
+    """Send task ``sluice.<name>`` through the broker, by name (its module need not be imported)."""
+    task = app.tasks.get(f"sluice.{name}")
+    if task is None:
+        return app.send_task(f"sluice.{name}", args, **options)
+    return task.apply_async(args, **options)
 
-    ``here`` keeps it in this process whatever the queues: its input lives only in memory."""
-    name = task.name.removeprefix("sluice.")
+
+def hand_on(name: str, event_id: str, *, here: bool = False) -> None:
+    """Queue step ``name`` for ``event_id``: after the current step here, or through the broker.
+
+    ``here`` keeps it in this process whatever the queues (its input lives only in memory);
+    otherwise it stays when this worker consumes its queue."""
     chain = getattr(_local, "chain", None)
     if chain is not None and name in _runners and (here or STAGE_QUEUES.get(name) in consumed()):
         chain.append((name, event_id))
     else:
-        task.delay(event_id)
+        publish(name, (event_id,))
+
+
+def hand_on_next(name: str, event_id: str) -> None:
+    """Hand ``event_id`` on to the step that follows ``name`` in the flow (if any)."""
+    step = STEPS[name]
+    if step.then is not None:
+        hand_on(step.then, event_id, here=step.then_in_place)
 
 
 @contextmanager

@@ -36,6 +36,7 @@ from schemas.search import Mode, SearchRequest
 from workers import dispatch, resources
 from workers.app import CONTENT_RESULT, app
 from workers.config import settings
+from workers.runtime import flow
 from workers.state import P, State
 from workers.telemetry import record
 
@@ -83,7 +84,7 @@ def after_upsert(st: State, event: Event, entities: list[tuple[str, str]]) -> bo
         return False
     kept = {"chunks": json.loads(st.get_json("chunks", event.event_id)), "entities": entities}
     st.put_json(FOLLOWUP, event.event_id, json.dumps(kept))
-    dispatch.hand_on(graph_extract, event.event_id)
+    dispatch.hand_on(flow.AFTER_UPSERT, event.event_id)
     return True
 
 
@@ -161,9 +162,7 @@ def _failed(st: State, event: Event, stage: str, reason: str) -> str:
 
 
 def _summarise_next(event_id: str) -> None:
-    from workers import summary_tasks
-
-    dispatch.hand_on(summary_tasks.summarise, event_id)
+    dispatch.hand_on_next("graph_extract", event_id)
 
 
 # --------------------------------------------------------------------------- pipeline side

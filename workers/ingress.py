@@ -14,7 +14,8 @@ from pathlib import Path
 
 from schemas.events import Action, Event
 from schemas.settings import Settings
-from workers.app import ALL_QUEUES
+from workers import dispatch
+from workers.runtime.flow import ALL_QUEUES, ENTRY
 from workers.sources import inside
 from workers.state import TERMINAL, State
 
@@ -72,8 +73,6 @@ class Ingress:
         return event_id, outcome
 
     def _submit(self, event: Event, timeout_s: float | None) -> tuple[str, str]:
-        from workers import tasks
-
         known = self.st.event_info(event.event_id)
         if known and known.get("status") not in TERMINAL:
             return event.event_id, "duplicate"  # the same change, already on its way
@@ -96,10 +95,10 @@ class Ingress:
         self.wait_for_room(timeout_s)
         self.st.reset_event(event)
         self.st.admit(event.event_id)
-        if event.action == Action.delete:
-            tasks.delete.delay(event.event_id)
-        else:  # the per-document parse limit: a pathological file fails, it never hangs a worker
-            tasks.parse.apply_async((event.event_id,), kwargs={"limit_s": self.s.parse_time_limit_s})
+        first = ENTRY[event.action.value]
+        # the per-document parse limit: a pathological file fails, it never hangs a worker
+        limit = {"limit_s": self.s.parse_time_limit_s} if first == "parse" else {}
+        dispatch.publish(first, (event.event_id,), kwargs=limit)
         return event.event_id, "queued"
 
 

@@ -17,9 +17,9 @@ import numpy as np
 import redis
 
 from schemas.events import Event
+from workers.runtime.flow import STEPS
 
 P = "sluice:"
-STAGES = ("parse", "redact", "chunk", "diff", "embed", "upsert", "delete")
 TERMINAL = {"done", "unchanged", "deleted", "failed", "superseded"}
 # A stage's progress mark, written only while its event is unfinished (checked and set atomically, so a
 # late copy of an event can never set a finished one back to running); returns {latest event of the doc, marked}.
@@ -65,8 +65,8 @@ class State:
         return bool(created)
 
     def reset_event(self, event: Event) -> None:
-        """(Re)start an event from scratch: forget earlier stage marks of the same id."""
-        self.r.delete(*(f"{P}done:{stage}:{event.event_id}" for stage in STAGES))
+        """(Re)start an event from scratch: forget earlier step marks of the same id."""
+        self.r.delete(*(f"{P}done:{step}:{event.event_id}" for step in STEPS))
         self.r.delete(f"{P}event:{event.event_id}")
         self.put_event(event)
 

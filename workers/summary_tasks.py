@@ -192,10 +192,8 @@ def _done(event_id: str) -> None:
     Releasing only then keeps every queue inside the admission bound: each event
     has at most one follow-up message waiting anywhere.
     """
-    from workers.graph_tasks import graph_apply
-
     resources.state().drop(FOLLOWUP, event_id)
-    dispatch.hand_on(graph_apply, event_id)
+    dispatch.hand_on_next("summarise", event_id)
 
 
 @followup("summarise", then=_done)

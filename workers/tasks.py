@@ -34,6 +34,7 @@ from schemas.search import Mode, SearchRequest
 from workers import dispatch, resources, sources
 from workers.app import CONTENT_RESULT, app
 from workers.config import settings
+from workers.runtime import flow
 from workers.state import State
 from workers.telemetry import count, in_steps, record
 
@@ -176,7 +177,7 @@ def parse(st: State, event: Event) -> None:
     if doc is None:
         return
     st.keep("parsed", event.event_id, doc)  # in this thread's memory only: raw text is never stored
-    dispatch.hand_on(redact, event.event_id, here=True)
+    dispatch.hand_on_next("parse", event.event_id)
 
 
 @stage("redact")
@@ -202,7 +203,7 @@ def redact(st: State, event: Event) -> None:
     entities = list(dict.fromkeys(e for r in done for e in r.entities if e[1] in NER_LABELS))
     out = RedactedDocument(file_type=doc.file_type, title=title, elements=elements, pii_counts=counts, entities=entities)
     st.put_json("redacted", event.event_id, out.model_dump_json())
-    dispatch.hand_on(chunk, event.event_id)
+    dispatch.hand_on_next("redact", event.event_id)
 
 
 @stage("chunk")
@@ -212,7 +213,7 @@ def chunk(st: State, event: Event) -> None:
     if not chunks:
         raise PermanentError("no text left to index after parsing")
     st.put_json("chunks", event.event_id, json.dumps([c.model_dump() for c in chunks]))
-    dispatch.hand_on(diff, event.event_id)
+    dispatch.hand_on_next("chunk", event.event_id)
 
 
 def _chunks(st: State, event_id: str) -> list[Chunk]:
@@ -226,7 +227,7 @@ def diff(st: State, event: Event) -> None:
     chunk_plan = diffing.plan(chunks, indexed, force=event.force, space=resources.embedder().space)
     st.put_json("plan", event.event_id, chunk_plan.model_dump_json())
     if chunk_plan.embed:
-        dispatch.hand_on(embed, event.event_id)
+        dispatch.hand_on_next("diff", event.event_id)
         return
     same_version = all(p.get("doc_version") == event.version for p in indexed.values())
     _upsert(st, event, vectors_needed=False, unchanged=same_version and not chunk_plan.delete)
@@ -238,7 +239,7 @@ def embed(st: State, event: Event) -> None:
     chunk_plan = ChunkPlan.model_validate_json(st.get_json("plan", event.event_id))
     vectors = in_steps(resources.embedder().embed, [chunks[p].text for p in chunk_plan.embed])
     st.put_vectors(event.event_id, vectors)
-    dispatch.hand_on(upsert, event.event_id)
+    dispatch.hand_on_next("embed", event.event_id)
 
 
 @stage("upsert")
@@ -277,7 +278,7 @@ def _upsert(st: State, event: Event, vectors_needed: bool, unchanged: bool) -> N
         file_type=redacted.file_type,
         last_event=event.event_id,
         pii_counts=redacted.pii_counts,
-        stages=["parse", "redact", "chunk", "diff"] + (["embed", "upsert"] if chunk_plan.embed else ["upsert"]),
+        stages=flow.route("parse", skip=frozenset() if chunk_plan.embed else frozenset({"embed"})),
         **counts,
     )
     from workers import graph_tasks  # late: it imports this module

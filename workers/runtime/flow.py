@@ -1,0 +1,91 @@
+"""The route of an event through sluice, as data: the one place that names the stage order.
+
+Read this module to name every step, the queue it runs on and what follows it.
+Steps hand on by name through ``next_step`` (workers/dispatch.py), so no stage
+imports the next one, and the queues, the default worker queues, the stage
+marks and the stages recorded per document are all derived from here.
+
+    create/modify/reindex  parse ==> redact -> chunk -> diff -> embed -> upsert
+                           (diff goes straight to the upsert's work when no chunk needs embedding)
+    delete                 delete
+    after upsert           graph_extract -> summarise -> graph_apply   (follow-ups)
+    after delete           the delete stage forgets the document's graph and summary itself
+
+``==>``: redact always runs in the same process as parse, in place: the parsed,
+unredacted document lives only in that process's memory, never in Redis.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Step:
+    """One step of the route: its queue and the step it hands on to."""
+
+    queue: str
+    then: str | None = None
+    then_in_place: bool = False  # ``then`` runs in this process whatever queues it consumes
+    followup: bool = False  # never changes the event's status; hands on whatever its outcome
+
+
+# The ingestion stages, in route order. A stage hands on only when it succeeds.
+STAGES: dict[str, Step] = {
+    "parse": Step("parse", then="redact", then_in_place=True),
+    "redact": Step("redact", then="chunk"),
+    "chunk": Step("chunk", then="diff"),
+    "diff": Step("index", then="embed"),
+    "embed": Step("embed", then="upsert"),
+    "upsert": Step("index"),
+    "delete": Step("index"),
+}
+ENTRY = {"create": "parse", "modify": "parse", "reindex": "parse", "delete": "delete"}  # by event action
+
+# After an upsert that changed what the graph or the summary should hold. Each follow-up hands on
+# whatever its outcome, so the last one (graph_apply, in the index owner) releases the event.
+FOLLOWUPS: dict[str, Step] = {
+    "graph_extract": Step("graph", then="summarise", followup=True),  # spaCy work: a pipeline worker
+    "summarise": Step("graph", then="graph_apply", followup=True),
+    "graph_apply": Step("index", followup=True),  # applies the graph, indexes the summary, releases
+}
+AFTER_UPSERT = "graph_extract"
+
+# Tasks outside the route: questions to the index owner, beat ticks and batch deliveries.
+SERVICES = {
+    "manifest": "index",
+    "texts": "index",
+    "graph_relations": "index",
+    "summary_index": "index",
+    "search": "query",
+    "document": "query",
+    "ping": "query",
+    "graph_query": "query",
+    "graph_communities": "query",
+    "summary_tick": "summary",
+}
+
+STEPS: dict[str, Step] = {**STAGES, **FOLLOWUPS}
+STAGE_QUEUES: dict[str, str] = {**{name: step.queue for name, step in STEPS.items()}, **SERVICES}
+PIPELINE_QUEUES = ("parse", "redact", "chunk", "embed", "graph", "summary")
+QUERY_QUEUES = ("index", "query")  # the index owner: Edge allows one process per storage directory
+# On one machine (`sluice up`) the index owner also embeds and runs the follow-ups: a document then
+# crosses the broker twice (parse -> redact -> chunk in a pipeline worker, diff -> ... -> graph_apply
+# in the query worker) instead of nine times.
+EMBEDDED_QUERY_QUEUES = QUERY_QUEUES + ("embed", "graph")
+ALL_QUEUES = PIPELINE_QUEUES + QUERY_QUEUES
+assert set(STAGE_QUEUES.values()) == set(ALL_QUEUES), "every queue has a step and a consumer"
+
+
+def next_step(name: str) -> str | None:
+    return STEPS[name].then
+
+
+def route(start: str, skip: frozenset[str] = frozenset()) -> list[str]:
+    """The stages an event runs from ``start`` on, leaving out ``skip`` (recorded per document)."""
+    names, name = [], start
+    while name is not None:
+        if name not in skip:
+            names.append(name)
+        name = STAGES[name].then
+    return names
