@@ -81,6 +81,10 @@ _PRIORITY = {
 }
 _NUMERIC_TYPES = {"CREDIT_CARD", PHONE_NUMBER, "US_SSN", "IBAN_CODE", "US_DRIVER_LICENSE"}
 
+_ESCAPE = re.compile(r"\\(?=[\"'])")
+"""Backslashes that escape quotes in exported text (JSON, CSV dumps): ``Mary\\'s`` would hide a name
+from the tokenizer. Recognisers read a view with each one as a space; offsets stay the same."""
+
 TOKEN_RE = re.compile(r"<[A-Z][A-Z_]*_[0-9a-f]{8}>")
 """A pseudonym this module wrote; never analysed again (keeps redaction idempotent)."""
 
@@ -174,6 +178,7 @@ _SUFFIX_TYPES = (
 )
 _DIR = r"(?i:n|s|e|w|ne|nw|se|sw|north|south|east|west)\.?"
 
+_PARTICLE = r"(?i:de|la|le|du|des|del|della|di|da|do|dos|das|von|van|der|den)"  # never ends a street name
 _STREET_PATTERNS = [
     # 123 Main St / 4500 N. Oak Avenue / 27 2279 President St
     re.compile(
@@ -183,7 +188,7 @@ _STREET_PATTERNS = [
     # 48 rue Descartes / Πλατεία Μαβίλη 170 / Calle Mayor 5
     re.compile(
         rf"(?<![\w.,/-])(?:(?P<num>{_HOUSE}),?[ \t]+)?(?P<type>(?i:{_PREFIX_TYPES}))\.?[ \t]+"
-        rf"(?P<name>(?:{_WORD}[ \t]+){{0,3}}?{_WORD})(?:,?[ \t]+(?P<num2>\d{{1,5}}[a-z]?)\b)?"
+        rf"(?P<name>(?:{_WORD}[ \t]+){{0,3}}?(?!{_PARTICLE}[ \t]){_WORD})(?:,?[ \t]+(?P<num2>\d{{1,5}}[a-z]?)\b)?"
     ),
     # Nassaustraat 123 / árpád fejedelem útja 45. / 75 Auerstrasse 12
     re.compile(
@@ -217,6 +222,7 @@ _TOKEN = re.compile(  # UK / Canadian postcodes first: "SW1A 2AA" is one token
     r"\n|[^\S\n]+|[\p{L}\p{M}][\p{L}\p{M}\p{S}\p{Cf}'’\-]*\.?|\d+(?:-\d+)?\.?|.",
     re.S,
 )
+_UNIT_BEFORE = re.compile(rf"(?<![\w-]){_UNIT}[ \t]*#?[\w-]{{1,6}},?[ \t]+$")
 _LABEL_LINE = re.compile(r"[^\w\n]*\w+(?:[ ]\w+)?[ ]*:")
 _ORG_WORDS = frozenset(
     """inc ltd llc llp plc gmbh ag sa bv co corp corporation company group bank university
@@ -412,6 +418,8 @@ class StreetAddressRecognizer(LocalRecognizer):
             if score <= 0:
                 continue
             end = _continuation(text, end, cased)
+            unit = _UNIT_BEFORE.search(text, max(0, start - 24), start)
+            start = unit.start() if unit else start  # "Apt. 434 40 Rue de la Sarthe": the unit first
             results.append(_result(STREET_ADDRESS, start, end, score, "street address"))
             name = _name_line_above(text, start, cased) if score >= 0.5 else None
             if name:
@@ -467,8 +475,13 @@ _CUES = [
     _Cue(
         r"(?i:\b(?:gave|given|give|gives|sent|send|sends|told|tell|tells|showed|show|handed|"
         r"lent|owe|owes|owed|offered|emailed|texted|thanked|asked)[ ]+)",
-        rf"(?=[ ]+(?i:{_POSSESSIVE})\b)", score=0.6, strong=False, plain=True,
+        rf"(?=[ ]+(?i:{_POSSESSIVE})\b)", score=0.6, plain=True,
     ),
+    _Cue(  # "said Keiko to Jessica": the one spoken to
+        rf"(?i:\b(?:said|says|asked|replied|whispered|shouted|yelled|cried|wrote))[ ]+{_NAME}[ ]+(?i:to)[ ]+",
+        score=0.6,
+    ),
+    _Cue(r",[ ]+", r"(?=[ ]*[!?])", score=0.6, strong=False),  # "Don't go to town, Charlotte!"
     _Cue(r"(?i:\b(?:hi|hello|hey|dear),?)[ ]+", score=0.6, strong=False),
     _Cue(
         r"(?i:\b(?:said|says|asked|asks|replied|replies|told|tells|shouted|yelled|whispered|"
@@ -698,6 +711,9 @@ def _clean_person(text: str, r: RecognizerResult) -> list[tuple[int, int]]:
             words.pop()  # "Margaret Holloway Phone: ...": a form's next label ends the name
             core = core[: core.rindex(words[-1]) + len(words[-1])]
             label_end = offset + lead + len(core)
+        while len(words) > 1 and re.fullmatch(_UNIT, words[-1]):
+            words.pop()  # "Diana Weöres Apt. 434 ...": the unit opens the address
+            core = core[: core.rindex(words[-1]) + len(words[-1])]
         if len(words) == 1 and known(words[0]) and text[label_end:].lstrip(" \t").startswith(":"):
             words = []  # "Address:" opens a field
         if (
@@ -789,12 +805,14 @@ class Redactor:
         """Batched: spaCy runs over all texts in one ``nlp.pipe`` (Presidio's batch engine, keeping the docs)."""
         analyzer = self._analyzer
         out = []
-        for text, artifacts in analyzer.nlp_engine.process_batch(texts, self._language, batch_size=batch_size):
+        views = [_ESCAPE.sub(" ", t) for t in texts]  # same length: spans found in a view fit the text
+        batch = analyzer.nlp_engine.process_batch(views, self._language, batch_size=batch_size)
+        for text, (view, artifacts) in zip(texts, batch):
             results = analyzer.analyze(
-                text=text, language=self._language, nlp_artifacts=artifacts,
+                text=view, language=self._language, nlp_artifacts=artifacts,
                 entities=list(THRESHOLDS), score_threshold=0.0,
             )
-            out.append(self._apply(text, results, artifacts.tokens))
+            out.append(self._apply(text, results, artifacts.tokens, view))
         return out
 
     def _select(self, text: str, results: list[RecognizerResult], doc: Doc) -> list[tuple[int, int, str]]:
@@ -811,8 +829,8 @@ class Redactor:
         spans = _spread_names(text, spans)
         return _resolve(s for s in spans if not _inside_token(s[0], s[1], tokens))
 
-    def _apply(self, text: str, results: list[RecognizerResult], doc: Doc) -> Redaction:
-        spans = self._select(text, results, doc)
+    def _apply(self, text: str, results: list[RecognizerResult], doc: Doc, view: str) -> Redaction:
+        spans = self._select(view, results, doc)
         ents = [(e.start_char, e.end_char, e.label_) for e in doc.ents]
         kept = _intact(text, ents, spans)
         if not spans:

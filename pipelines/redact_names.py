@@ -14,6 +14,10 @@ Cup", "Team", "Texas", "Library") never make a name on their own.
 from __future__ import annotations
 
 import functools
+import gzip
+import json
+import math
+from importlib import resources as package_files
 
 import regex as re
 import spacy
@@ -27,6 +31,7 @@ PERSON = "PERSON"
 _PROPER = {"NNP", "NNPS"}
 _NAME_WORD = re.compile(r"\p{L}[\p{L}\p{M}'’\-]*")
 _REGION_AFTER = re.compile(r",[ \t]*(?:\p{Lu}{2}\b|\p{Lu}\p{Ll}+)")  # "Doylestown, PA", "Kiel, Germany"
+_LIST_GAP = re.compile(r",[ ]|,?[ ](?:and|or|&)[ ]")
 _PARTICLES = frozenset("van von der den de del della di da dos das du le la bin ibn al el st.".split())
 _PLACE_LABELS = {"GPE", "LOC", "FAC", "NORP"}
 _OTHER_LABELS = {"PRODUCT", "EVENT", "WORK_OF_ART", "LAW", "LANGUAGE"}
@@ -35,12 +40,15 @@ _NOT_NAMES = {"DATE", "TIME", "MONEY", "PERCENT", "QUANTITY", "CARDINAL", "ORDIN
 _LOCATIVE = frozenset(
     "in at from near of into via across around outside inside within throughout towards toward".split()
 )
+_PERSONAL_PRONOUNS = frozenset("he she him her his hers himself herself".split())
 _DETERMINERS = frozenset("the a an this that".split())  # "the Shelbyville reservoir"
 _ORG_WORDS = frozenset(
     """inc ltd llc llp plc gmbh ag sa bv co corp corporation company group bank university
     consulting software services solutions technologies systems partners associates
     foundation institute agency studio labs club hotel school college hospital council
-    city town county village state province island islands republic kingdom united fc""".split()
+    city town county village state province island islands republic kingdom united fc
+    library libraries laboratory laboratories museum press journal review association society
+    center centre department office committee board project index effect law award prize""".split()
 )
 
 
@@ -53,11 +61,45 @@ def lexicon() -> frozenset[str]:
     return frozenset(w for words in index.values() for w in words if "_" not in w)
 
 
+_CAPITALISED_MARGIN = math.log(3)  # written capitalised at least three times as often as not
+
+
+_FREQUENT = -16.0  # log probability of a lower-case form seen often enough to be a word ("cataloging": -15.3)
+
+
+@functools.cache
+def _word_forms() -> tuple[frozenset[str], frozenset[str]]:
+    """(capitalised, frequent) from spaCy's English word-frequency table (spacy-lookups-data: log
+    probabilities of case-sensitive word forms over a web corpus). No list of names: a measure of
+    how words are written."""
+    path = package_files.files("spacy_lookups_data") / "data" / "en_lexeme_prob.json.gz"
+    with path.open("rb") as raw, gzip.open(raw) as fh:
+        probs: dict[str, float] = json.load(fh)
+    capitalised = frozenset(
+        word.lower() for word, p in probs.items()
+        if word[:1].isupper() and word[1:].islower() and word.isalpha()
+        and p - probs.get(word.lower(), -math.inf) > _CAPITALISED_MARGIN
+    )
+    frequent = frozenset(w for w, p in probs.items() if p > _FREQUENT and w.isalpha() and w.islower())
+    return capitalised, frequent
+
+
+def capitalised() -> frozenset[str]:
+    """Lower-case forms of words people write capitalised (names, places, brands): "mary", "schulz",
+    "jordan", but not "sluice", "team", "settings"."""
+    return _word_forms()[0]
+
+
+def common(word: str) -> bool:
+    """An English word that is not usually a proper noun: known, and not mostly written capitalised."""
+    return known(word) and word.lower().strip("'’.") not in capitalised()
+
+
 def known(word: str) -> bool:
-    """An English word, in any of its inflections ("cups", "leafs", "flyers")."""
+    """An English word, in any of its inflections ("cups", "leafs", "flyers", "cataloging")."""
     w = word.lower().strip("'’.")
     words = lexicon()
-    if w in words:
+    if w in words or w in _word_forms()[1]:  # WordNet, or a form written in lower case often enough
         return True
     for suffix, repl in (("ies", "y"), ("es", ""), ("s", ""), ("'s", ""), ("ers", "er")):
         if w.endswith(suffix) and w[: -len(suffix)] + repl in words:
@@ -76,7 +118,13 @@ def _runs(doc: Doc, cased: bool) -> list[list[Token]]:
     current: list[Token] = []
     for token in doc:
         shaped = bool(_NAME_WORD.fullmatch(token.text)) and (not cased or token.text[0].isupper())
-        proper = token.tag_ in _PROPER and shaped and not (cased and _acronym(token.text))
+        # mid-sentence, a capitalised word English does not know is a proper noun whatever its tag
+        # ("the Takuda novel": JJ)
+        unknown_inside = (cased and shaped and not token.is_stop and not _opens_sentence(doc, token)
+                          and not common(token.text))
+        # without capitals, a word people write capitalised ("carol", "smith") is a proper noun too
+        truecased = not cased and shaped and token.lower_ in capitalised() and not token.is_stop
+        proper = (token.tag_ in _PROPER or unknown_inside or truecased) and shaped and not (cased and _acronym(token.text))
         particle = current and token.lower_ in _PARTICLES and token.i + 1 < len(doc)
         joined = current and current[-1].whitespace_ == " " and "\n" not in current[-1].whitespace_
         if proper and (not current or joined):
@@ -122,6 +170,16 @@ def _is_label(doc: Doc, token: Token) -> bool:
     return nxt is not None and nxt.text.startswith(":") and known(token.text)
 
 
+def _title_case_line(doc: Doc, run: list[Token]) -> bool:
+    """The run sits on a line written in title case ("Managing Library Automation"), where capitals
+    say nothing: there only runs of words English does not know at all are taken."""
+    text = doc.text
+    start = text.rfind("\n", 0, run[0].idx) + 1
+    end = text.find("\n", run[0].idx)
+    words = [w for w in text[start : end if end >= 0 else len(text)].split() if len(w) > 3 and w.isalpha()]
+    return len(words) >= 4 and sum(w[0].isupper() for w in words) >= 0.75 * len(words)
+
+
 def _surface(run: list[Token]) -> str:
     return " ".join(t.text for t in run)
 
@@ -140,21 +198,29 @@ def _previous_word(doc: Doc, token: Token) -> str:
     return doc[i].lower_ if i >= 0 else ""
 
 
+def _opens_sentence(doc: Doc, token: Token) -> bool:
+    before = doc[token.i - 1] if token.i else None
+    return (before is None or before.text in {".", "!", "?", ":", '"', "“"} or "\n" in before.whitespace_
+            or before.is_space)
+
+
 def _subject_name(doc: Doc, run: list[Token], label: str, cased: bool) -> bool:
-    """One known word that opens a sentence and acts ("Regina is very reliable", "Blake had given"):
-    a name, when the recogniser calls it no organisation, place or date."""
+    """One known word that opens a sentence, acts and is then referred to as a person ("Regina is very
+    reliable. You can depend on her"): a name, when the recogniser calls it no organisation, place or date."""
     if len(run) != 1 or label in {"ORG", "GPE", "LOC"} | _NOT_NAMES or not cased:
         return False
     token = run[0]
-    before = doc[token.i - 1] if token.i else None
-    opens = before is None or before.text in {".", "!", "?", ":"} or "\n" in before.whitespace_ or before.is_space
     nxt = doc[token.i + 1] if token.i + 1 < len(doc) else None
-    return opens and nxt is not None and (nxt.tag_.startswith("VB") or nxt.tag_ == "MD")
+    if not (_opens_sentence(doc, token) and nxt is not None and (nxt.tag_.startswith("VB") or nxt.tag_ == "MD")):
+        return False
+    # A person is spoken of as one ("... depend on him", "given Stacy his address"); "Sluice watches a folder" is not.
+    return any(t.lower_ in _PERSONAL_PRONOUNS for t in doc[token.i + 1 : token.i + 25])
 
 
 def person_runs(doc: Doc, cased: bool) -> list[tuple[int, int, float]]:
     """(start, end, score) of proper-noun runs judged to be people."""
-    runs = _runs(doc, cased)
+    runs = [run for run in _runs(doc, cased) if not (cased and _title_case_line(doc, run) and
+                                                      any(common(t.text) for t in run))]
     places = {_surface(run) for run in runs if _previous_word(doc, run[0]) in _LOCATIVE}
     found = []
     for run in runs:
@@ -163,12 +229,15 @@ def person_runs(doc: Doc, cased: bool) -> list[tuple[int, int, float]]:
         if not run:
             continue
         words = [t for t in run if t.lower_ not in _PARTICLES]
-        unknown = [t for t in words if not known(t.text)]
         if any(t.lower_.strip(".") in _ORG_WORDS for t in words):
             continue
         start, end = run[0].idx, run[-1].idx + len(run[-1])
         ent = _entity(doc, start, end)
         label = ent.label_ if ent is not None else ""
+        # Untyped, a word usually written capitalised counts as a name ("Jordan", "Schulz"); against
+        # the recogniser's place or organisation only a word English does not know at all does
+        # ("Munich", "Texas", "Siemens" stay).
+        unknown = [t for t in words if not (known(t.text) if label else common(t.text))]
         if not unknown:
             if _subject_name(doc, run, label, cased):
                 found.append((start, end, 0.5))
@@ -190,7 +259,30 @@ def person_runs(doc: Doc, cased: bool) -> list[tuple[int, int, float]]:
         else:
             continue
         found.append((start, end, score))
-    return found
+    return found + _coordinated(doc, runs, found)
+
+
+def _coordinated(doc: Doc, runs: list[list[Token]], found: list[tuple[int, int, float]]) -> list[tuple[int, int, float]]:
+    """Proper nouns listed with a person are people too ("Turgeon, Guerra and Ewing")."""
+    people = {start for start, _, _ in found}
+    extra: list[tuple[int, int, float]] = []
+    changed = True
+    while changed:
+        changed = False
+        for i, run in enumerate(runs):
+            start, end = run[0].idx, run[-1].idx + len(run[-1])
+            if start in people:
+                continue
+            for j in (i - 1, i + 1):
+                if 0 <= j < len(runs) and runs[j][0].idx in people:
+                    a, b = (run, runs[j]) if j > i else (runs[j], run)
+                    gap = doc.text[a[-1].idx + len(a[-1]) : b[0].idx]
+                    if _LIST_GAP.fullmatch(gap):
+                        people.add(start)
+                        extra.append((start, end, 0.5))
+                        changed = True
+                        break
+    return extra
 
 
 class ProperNounRecognizer(LocalRecognizer):
