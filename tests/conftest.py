@@ -33,4 +33,28 @@ def chunker(embedder):
     return Chunker(embedder.count_tokens, max_tokens=254, overlap=32)
 
 
+@pytest.fixture
+def eager_state(tmp_path, monkeypatch):
+    """The step runtime in this process: a private Redis, Celery tasks run eagerly (retries too),
+    two retries with a short backoff. Yields the State."""
+    from workers import config, resources, tasks  # noqa: F401  (registers the stages first)
+    from workers.app import app, configure
+    from workers.embedded_redis import EmbeddedRedis
+
+    redis = EmbeddedRedis(tmp_path / "redis", persist=False).start()
+    monkeypatch.setenv("REDIS_URL", redis.url)
+    monkeypatch.setenv("SLUICE_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("SLUICE_MAX_RETRIES", "2")
+    monkeypatch.setenv("SLUICE_RETRY_BACKOFF_S", "0.01")
+    config.settings.cache_clear()
+    resources.state.cache_clear()
+    configure(redis.url, config.settings())
+    app.conf.task_always_eager = True
+    yield resources.state()
+    app.conf.task_always_eager = False
+    resources.state.cache_clear()
+    config.settings.cache_clear()
+    redis.stop()
+
+
 os.environ.setdefault("SLUICE_PSEUDONYM_SECRET", "test-secret-not-for-production")

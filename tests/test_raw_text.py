@@ -121,7 +121,8 @@ def test_a_failure_after_parse_says_why_without_the_text(ingested, monkeypatch) 
     the message of a library error, which may quote the text it choked on, stays out."""
     from pipelines.parse import parse_bytes
     from schemas.events import Event
-    from workers import tasks
+    from workers import resources, tasks  # noqa: F401  (registers the stages)
+    from workers.runtime import step
 
     class Exploding:
         def redact_many(self, texts: list[str]) -> list:
@@ -130,9 +131,9 @@ def test_a_failure_after_parse_says_why_without_the_text(ingested, monkeypatch) 
     st = ingested["state"]
     raw = next(st.r.hget(k, "event") for k in st.r.scan_iter("sluice:event:*") if st.r.hget(k, "event"))
     event = Event.model_validate_json(raw)
-    monkeypatch.setattr(tasks.resources, "redactor", lambda: Exploding())
+    monkeypatch.setattr(resources, "redactor", lambda: Exploding())
     st.keep("parsed", event.event_id, parse_bytes(TICKET.encode(), "request-4471.txt"))
-    assert tasks._attempt("redact", tasks.BODIES["redact"], st, event, 0, None, None) == "failed"
+    assert step.attempt("redact", st, event, 0, None, None) == "failed"
     letter = [d for d in st.dead_letters() if d["stage"] == "redact"][-1]
     assert letter["error"] == "internal error: ValueError (see the worker log)"
     assert not any(value in repr(st.dead_letters()) for value in PLANTED.values())

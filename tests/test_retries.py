@@ -12,25 +12,12 @@ from workers.embedded_redis import EmbeddedRedis
 
 
 @pytest.fixture
-def eager(tmp_path, monkeypatch):
-    from workers import config, dispatch, resources, tasks  # noqa: F401  (registers the stages first)
-    from workers.app import app, configure
+def eager(eager_state, monkeypatch):
+    from workers import dispatch
 
-    redis = EmbeddedRedis(tmp_path / "redis", persist=False).start()
-    monkeypatch.setenv("REDIS_URL", redis.url)
-    monkeypatch.setenv("SLUICE_MAX_RETRIES", "2")
-    monkeypatch.setenv("SLUICE_RETRY_BACKOFF_S", "0.01")
-    config.settings.cache_clear()
-    resources.state.cache_clear()
-    configure(redis.url, config.settings())
-    app.conf.task_always_eager = True
     handed_on: list[str] = []
     monkeypatch.setitem(dispatch._runners, "redact", handed_on.append)  # parse hands on in place, in memory
-    yield resources.state(), handed_on
-    app.conf.task_always_eager = False
-    resources.state.cache_clear()
-    config.settings.cache_clear()
-    redis.stop()
+    return eager_state, handed_on
 
 
 def _event(st, tmp_path) -> Event:

@@ -21,8 +21,6 @@ from __future__ import annotations
 import json
 import logging
 import threading
-import time
-from collections.abc import Callable
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
@@ -37,8 +35,8 @@ from workers import dispatch, resources
 from workers.app import CONTENT_RESULT, app
 from workers.config import settings
 from workers.runtime import flow
-from workers.state import P, State
-from workers.telemetry import record
+from workers.runtime.step import step
+from workers.state import Expired, P, State
 
 if TYPE_CHECKING:
     from pipelines.graph import GraphSet
@@ -97,78 +95,10 @@ def after_delete(st: State, event: Event) -> None:
     summary_tasks.forget(st, event.doc_id)
 
 
-# --------------------------------------------------------------------------- follow-up stage wrapper
-
-
-def followup(name: str, then: Callable[[str], None] | None = None) -> Callable[[Callable[[State, Event], None]], Any]:
-    """Retries transient errors; dead-letters the rest without touching the finished event.
-    ``then`` runs once the stage is over, whatever the outcome (the next follow-up)."""
-
-    def wrap(body: Callable[[State, Event], None]) -> Any:
-        @app.task(name=f"sluice.{name}", bind=True, max_retries=None, ignore_result=True, self_timed=True)
-        def task(self: Any, event_id: str) -> str:
-            return _run_followup(name, body, then, event_id, self.request.retries, self.retry)
-
-        dispatch.runs_in_place(name, lambda event_id: _run_followup(name, body, then, event_id, 0, None))
-        return task
-
-    return wrap
-
-
-def _run_followup(name: str, body: Callable[[State, Event], None], then: Callable[[str], None] | None,
-                  event_id: str, retries: int, retry: Callable[..., Any] | None) -> str:
-    """One follow-up for one event; ``retry`` is None when it runs in place after the previous stage."""
-    from workers.tasks import TRANSIENT, retry_later
-
-    st = resources.state()
-    started, outcome = time.perf_counter(), "retry"  # unless the attempt returns
-    try:
-        with dispatch.collecting() as chain:
-            try:
-                event = st.event(event_id)
-            except KeyError:
-                outcome = "expired"
-            else:
-                outcome = "ok"
-                try:
-                    if st.is_latest(event):
-                        body(st, event)
-                    else:
-                        outcome = "superseded"
-                except TRANSIENT as exc:
-                    if retries >= settings().max_retries:
-                        outcome = _failed(st, event, name, f"gave up after {retries} retries: {exc}")
-                    else:
-                        return retry_later(name, event_id, retries, retry, exc)
-                except KeyError as exc:  # the artifact expired: a later event brings the document back
-                    outcome = _failed(st, event, name, f"artifact gone: {exc}")
-                except PermanentError as exc:
-                    outcome = _failed(st, event, name, str(exc))
-                except Exception as exc:
-                    log.exception("%s failed for event %s", name, event_id)
-                    outcome = _failed(st, event, name, f"internal error: {type(exc).__name__}: {exc}"[:500])
-            if then:
-                then(event_id)  # keep the chain going so the event is released
-    finally:
-        record(name, time.perf_counter() - started, outcome)
-    dispatch.run(chain)
-    return outcome
-
-
-def _failed(st: State, event: Event, stage: str, reason: str) -> str:
-    st.dead_letter(event.event_id, stage, reason)
-    st.r.hset(f"{P}doc:{event.doc_id}", f"{stage}_error", reason)
-    return "failed"
-
-
-def _summarise_next(event_id: str) -> None:
-    dispatch.hand_on_next("graph_extract", event_id)
-
-
 # --------------------------------------------------------------------------- pipeline side
 
 
-@followup("graph_extract", then=_summarise_next)
+@step("graph_extract")
 def graph_extract(st: State, event: Event) -> None:
     raw = st.r.get(marker(event.doc_id))
     if raw and raw.decode() == event.version and not event.force:
@@ -223,38 +153,20 @@ def _load_at_start(sender: Any = None, **_: Any) -> None:
         graphs()
 
 
-@app.task(name="sluice.graph_apply", self_timed=True)
-def graph_apply(event_id: str) -> str:
-    """The last follow-up: apply the document's contribution (if still current), index its summary,
-    and release the event from the in-flight set whatever happened."""
-    return _graph_apply(event_id)
-
-
-def _graph_apply(event_id: str) -> str:
+@step("graph_apply")
+def graph_apply(st: State, event: Event) -> None:
+    """The last follow-up, in the index owner: apply the document's contribution (if still current)
+    and index its summary; the step runtime then releases the event whatever happened."""
     from workers import summary_tasks
 
-    st = resources.state()
-    started, outcome = time.perf_counter(), "failed"
-    try:
-        outcome = _apply(st, event_id)
-        return outcome
-    finally:
-        try:
-            summary_tasks.index_summary_of(st, st.event(event_id).doc_id)
-        except KeyError:
-            pass  # the event record expired: nothing left to index for it
-        finally:
-            st.release(event_id)
-            record("graph_apply", time.perf_counter() - started, outcome)
-
-
-dispatch.runs_in_place("graph_apply", _graph_apply)
+    _apply(st, event.event_id)
+    summary_tasks.index_summary_of(st, event.doc_id)
 
 
 def _apply(st: State, event_id: str) -> str:
     try:
         c = DocContribution.model_validate_json(st.get_json("graphcontrib", event_id))
-    except KeyError:
+    except Expired:
         return "expired"  # nothing extracted (already current, superseded or failed)
     gs = graphs()
     with gs.lock:  # checked and applied under the lock a delete's forget also takes

@@ -34,6 +34,13 @@ return {latest, 1}
 """
 
 
+FOLLOWUP_ARTIFACTS = ("followup", "graphcontrib")  # kept from upsert until the last follow-up ends
+
+
+class Expired(KeyError):
+    """An event or artifact Redis no longer holds (its TTL passed, or it was never written)."""
+
+
 class State:
     def __init__(self, client: redis.Redis, artifact_ttl_s: int = 86400) -> None:
         self.r = client
@@ -73,7 +80,7 @@ class State:
     def event(self, event_id: str) -> Event:
         raw = self.r.hget(f"{P}event:{event_id}", "event")
         if raw is None:
-            raise KeyError(f"event {event_id} is unknown (expired or never admitted)")
+            raise Expired(f"event {event_id} is unknown (expired or never admitted)")
         return Event.model_validate_json(raw)
 
     def event_info(self, event_id: str) -> dict[str, str]:
@@ -102,8 +109,12 @@ class State:
         pipe.execute()
 
     def release(self, event_id: str) -> None:
-        """The event's follow-up work is over: it no longer counts as in flight."""
-        self.r.zrem(f"{P}inflight", event_id)
+        """The event's follow-up work is over: its kept artifacts go and it no longer counts as in flight."""
+        self.r.pipeline(transaction=False).delete(*(f"{P}art:{k}:{event_id}" for k in FOLLOWUP_ARTIFACTS)).zrem(
+            f"{P}inflight", event_id).execute()
+        memo = self._memo(event_id)
+        for kind in FOLLOWUP_ARTIFACTS:
+            memo.pop(kind, None)
 
     # -- admission ----------------------------------------------------------
     def admit(self, event_id: str) -> None:
@@ -136,7 +147,7 @@ class State:
             return "duplicate"  # and so are the stages it ran in place: it is marked after them
         if raw:
             if raw[0] is None:
-                raise KeyError(f"event {event_id} is unknown (expired or never admitted)")
+                raise Expired(f"event {event_id} is unknown (expired or never admitted)")
             memo["event"] = Event.model_validate_json(raw[0])
         event: Event = memo["event"]
         latest, marked = self._progress(keys=[f"{P}event:{event_id}", f"{P}latest:{event.doc_id}"],
@@ -175,7 +186,7 @@ class State:
         if kind not in memo:
             raw = self.r.get(f"{P}art:{kind}:{event_id}")
             if raw is None:
-                raise KeyError(f"{kind} artifact of event {event_id} expired")
+                raise Expired(f"{kind} artifact of event {event_id} expired")
             memo[kind] = raw
         return memo[kind]  # type: ignore[no-any-return]
 
@@ -202,6 +213,10 @@ class State:
         pipe.delete(f"{P}doc:{doc_id}", f"{P}failed:{doc_id}")
         pipe.hset(f"{P}doc:{doc_id}", mapping=_str({"updated_at": time.time(), "content_hash": version, **fields}))
         pipe.execute()
+
+    def note_document(self, doc_id: str, **fields: str) -> None:
+        """Add fields to a document's status (a follow-up's error) without replacing it."""
+        self.r.hset(f"{P}doc:{doc_id}", mapping=fields)
 
     def record_deleted(self, doc_id: str, **fields: Any) -> None:
         pipe = self.r.pipeline()

@@ -37,10 +37,11 @@ from pipelines.summarise import (
 from schemas.events import Event
 from schemas.settings import Settings
 from schemas.summaries import Summary
-from workers import dispatch, resources
+from workers import resources
 from workers.app import app
 from workers.config import settings
-from workers.graph_tasks import FOLLOWUP, followup, followup_chunks
+from workers.graph_tasks import followup_chunks
+from workers.runtime.step import step
 from workers.state import P, State
 
 log = logging.getLogger("sluice.summaries")
@@ -185,18 +186,7 @@ def forget(st: State, doc_id: str) -> None:
 # --------------------------------------------------------------------------- tasks
 
 
-def _done(event_id: str) -> None:
-    """After ``summarise``: drop the kept chunks and hand on to ``graph_apply`` in the query worker,
-    which applies the graph, indexes the summary and releases the event.
-
-    Releasing only then keeps every queue inside the admission bound: each event
-    has at most one follow-up message waiting anywhere.
-    """
-    resources.state().drop(FOLLOWUP, event_id)
-    dispatch.hand_on_next("summarise", event_id)
-
-
-@followup("summarise", then=_done)
+@step("summarise")
 def summarise(st: State, event: Event) -> None:
     kept = summary(st, event.doc_id)
     if kept is not None and kept.version == event.version and not event.force:

@@ -1,5 +1,6 @@
-"""Celery tasks: each loads the references in its message, calls one pipelines
-function, records the result and hands the event id to the next stage.
+"""The ingestion stages: each loads the references in its message, calls one pipelines
+function, records the result and hands the event id on along the flow
+(workers/runtime/flow.py). The step runtime (workers/runtime/step.py) does the rest.
 
 Message arguments are event ids only; content travels through ``State``
 artifacts, so Flower and the broker never see document text.
@@ -9,23 +10,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
-import random
-import signal
-import threading
-import time
-import traceback
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
-import redis
-from celery.exceptions import SoftTimeLimitExceeded
 
 from pipelines import diff as diffing
 from pipelines.embed import DIMENSIONS
-from pipelines.errors import PermanentError, TransientError
+from pipelines.errors import PermanentError
 from pipelines.graph import NER_LABELS
 from pipelines.upsert import DocumentMeta, apply_plan
 from schemas.documents import Chunk, ChunkPlan, ParsedDocument, RedactedDocument
@@ -35,128 +26,10 @@ from workers import dispatch, resources, sources
 from workers.app import CONTENT_RESULT, app
 from workers.config import settings
 from workers.runtime import flow
+from workers.runtime.step import step
 from workers.state import State
-from workers.telemetry import count, in_steps, record
+from workers.telemetry import in_steps
 
-log = logging.getLogger("sluice.tasks")
-TRANSIENT = (TransientError, redis.ConnectionError, redis.TimeoutError, ConnectionError, TimeoutError)
-
-
-def _backoff(retries: int) -> float:
-    base = settings().retry_backoff_s * (2**retries)
-    return min(base, 300.0) * random.uniform(0.5, 1.5)
-
-
-def retry_later(name: str, event_id: str, retries: int, retry: Callable[..., Any] | None, exc: Exception) -> str:
-    """Back off and run the stage again: Celery's own retry for a delivered task; a stage that ran
-    in place is published again, and its later retries take the delivered path."""
-    if retry is None:
-        app.tasks[f"sluice.{name}"].apply_async((event_id,), countdown=_backoff(0), retries=1)
-        return "retry"
-    raise retry(countdown=_backoff(retries), exc=exc)
-
-
-BODIES: dict[str, Callable[[State, Event], None]] = {}
-"""Each stage's body by name (tests run one under the stage runtime without a broker)."""
-
-
-def stage(name: str) -> Callable[[Callable[[State, Event], None]], Any]:
-    """Wrap a stage body with idempotency, supersession, retries and dead letters."""
-
-    def wrap(body: Callable[[State, Event], None]) -> Any:
-        BODIES[name] = body
-        @app.task(name=f"sluice.{name}", bind=True, max_retries=None, ignore_result=True, self_timed=True)
-        def task(self: Any, event_id: str, limit_s: float | None = None) -> str:
-            return _run(name, body, event_id, self.request.retries, self.retry, limit_s)
-
-        dispatch.runs_in_place(name, lambda event_id: _run(name, body, event_id, 0, None))
-        return task
-
-    return wrap
-
-
-def _run(name: str, body: Callable[[State, Event], None], event_id: str, retries: int,
-         retry: Callable[..., Any] | None, limit_s: float | None = None) -> str:
-    """One stage for one event; ``retry`` is None when it runs in place after the previous stage.
-
-    ``limit_s`` is this stage's own time limit (the ingress gives parse one); the stages it
-    hands on in place run after it, outside it, under the task's general limit.
-    """
-    st = resources.state()
-    event = st.begin_stage(name, event_id)
-    if event == "superseded":
-        st.finish(event_id, "superseded")
-    if isinstance(event, str):
-        return event
-    started, cpu_started, outcome = time.perf_counter(), time.thread_time(), "retry"  # unless the attempt returns
-    try:
-        with dispatch.collecting() as chain:
-            outcome = _attempt(name, body, st, event, retries, retry, limit_s)
-    finally:
-        seconds, cpu_s = time.perf_counter() - started, time.thread_time() - cpu_started
-        if outcome != "ok":
-            record(name, seconds, outcome, cpu_s)
-    if outcome != "ok":
-        return outcome
-    dispatch.run(chain)
-    pipe = st.r.pipeline(transaction=False)  # its counts and its done mark in one round trip
-    count(pipe, name, seconds, outcome, cpu_s)
-    st.mark_stage_done(name, event_id, pipe)
-    pipe.execute()
-    return outcome
-
-
-def _attempt(name: str, body: Callable[[State, Event], None], st: State, event: Event, retries: int,
-             retry: Callable[..., Any] | None, limit_s: float | None) -> str:
-    event_id = event.event_id
-    try:
-        with _alarm(limit_s):
-            body(st, event)
-    except SoftTimeLimitExceeded:
-        return _fail(st, event_id, name, f"{name} took longer than its time limit")
-    except PermanentError as exc:
-        if isinstance(exc.__cause__, SoftTimeLimitExceeded):  # a parser wrapped the limit
-            return _fail(st, event_id, name, f"{name} took longer than its time limit")
-        return _fail(st, event_id, name, str(exc))
-    except TRANSIENT as exc:
-        if retries >= settings().max_retries:
-            return _fail(st, event_id, name, f"gave up after {retries} retries: {exc}")
-        return retry_later(name, event_id, retries, retry, exc)
-    except Exception as exc:  # a bug: keep the event, tell the operator (where, never the message:
-        # an exception's text can quote the document it choked on)
-        where = "".join(traceback.format_tb(exc.__traceback__)[-3:])
-        log.error("stage %s failed for event %s: %s\n%s", name, event_id, type(exc).__name__, where)
-        return _fail(st, event_id, name, f"internal error: {type(exc).__name__} (see the worker log)")
-    return "ok"
-
-
-@contextmanager
-def _alarm(seconds: float | None) -> Iterator[None]:
-    """Raise SoftTimeLimitExceeded after ``seconds`` (SIGALRM: the main thread of a prefork child or
-    a solo worker; elsewhere only the task's general limit applies)."""
-    if not seconds or threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def expire(*_: Any) -> None:
-        raise SoftTimeLimitExceeded()
-
-    previous = signal.signal(signal.SIGALRM, expire)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
-
-
-def _fail(st: State, event_id: str, stage_name: str, reason: str) -> str:
-    st.dead_letter(event_id, stage_name, reason)
-    st.finish(event_id, "failed", error=reason, failed_stage=stage_name)
-    event = st.event(event_id)
-    st.record_failed(event.doc_id, event.version, stage_name, reason, last_event=event_id, key=event.key)
-    st.drop_artifacts(event_id)
-    return "failed"
 
 
 def _parsed(st: State, event: Event) -> ParsedDocument | None:
@@ -171,7 +44,7 @@ def _parsed(st: State, event: Event) -> ParsedDocument | None:
     return parse_bytes(data, event.key, max_bytes=s.max_document_bytes)
 
 
-@stage("parse")
+@step("parse")
 def parse(st: State, event: Event) -> None:
     doc = _parsed(st, event)
     if doc is None:
@@ -180,7 +53,7 @@ def parse(st: State, event: Event) -> None:
     dispatch.hand_on_next("parse", event.event_id)
 
 
-@stage("redact")
+@step("redact")
 def redact(st: State, event: Event) -> None:
     doc = st.kept("parsed", event.event_id)
     if doc is None:  # a redelivered or retried redact message: parse again, nothing raw was kept
@@ -206,7 +79,7 @@ def redact(st: State, event: Event) -> None:
     dispatch.hand_on_next("redact", event.event_id)
 
 
-@stage("chunk")
+@step("chunk")
 def chunk(st: State, event: Event) -> None:
     doc = RedactedDocument.model_validate_json(st.get_json("redacted", event.event_id))
     chunks = resources.chunker().chunk(event.doc_id, doc)
@@ -220,7 +93,7 @@ def _chunks(st: State, event_id: str) -> list[Chunk]:
     return [Chunk.model_validate(c) for c in json.loads(st.get_json("chunks", event_id))]
 
 
-@stage("diff")
+@step("diff")
 def diff(st: State, event: Event) -> None:
     chunks = _chunks(st, event.event_id)
     indexed = resources.index().chunk_hashes(event.doc_id)
@@ -233,7 +106,7 @@ def diff(st: State, event: Event) -> None:
     _upsert(st, event, vectors_needed=False, unchanged=same_version and not chunk_plan.delete)
 
 
-@stage("embed")
+@step("embed")
 def embed(st: State, event: Event) -> None:
     chunks = {c.position: c for c in _chunks(st, event.event_id)}
     chunk_plan = ChunkPlan.model_validate_json(st.get_json("plan", event.event_id))
@@ -242,7 +115,7 @@ def embed(st: State, event: Event) -> None:
     dispatch.hand_on_next("embed", event.event_id)
 
 
-@stage("upsert")
+@step("upsert")
 def upsert(st: State, event: Event) -> None:
     _upsert(st, event, vectors_needed=True, unchanged=False)
 
@@ -290,7 +163,7 @@ def _upsert(st: State, event: Event, vectors_needed: bool, unchanged: bool) -> N
     st.drop_artifacts(event.event_id)
 
 
-@stage("delete")
+@step("delete")
 def delete(st: State, event: Event) -> None:
     index = resources.index()
     removed = index.count({"doc_id": event.doc_id})

@@ -28,6 +28,7 @@ class Step:
     then: str | None = None
     then_in_place: bool = False  # ``then`` runs in this process whatever queues it consumes
     followup: bool = False  # never changes the event's status; hands on whatever its outcome
+    runs_when_superseded: bool = False  # a follow-up that checks against the index itself
 
 
 # The ingestion stages, in route order. A stage hands on only when it succeeds.
@@ -47,7 +48,8 @@ ENTRY = {"create": "parse", "modify": "parse", "reindex": "parse", "delete": "de
 FOLLOWUPS: dict[str, Step] = {
     "graph_extract": Step("graph", then="summarise", followup=True),  # spaCy work: a pipeline worker
     "summarise": Step("graph", then="graph_apply", followup=True),
-    "graph_apply": Step("index", followup=True),  # applies the graph, indexes the summary, releases
+    # applies the graph if the index still holds this version, indexes the summary, releases the event
+    "graph_apply": Step("index", followup=True, runs_when_superseded=True),
 }
 AFTER_UPSERT = "graph_extract"
 
