@@ -53,7 +53,7 @@ from spacy.attrs import IDX, LOWER
 from spacy.language import Language
 from spacy.tokens import Doc
 
-from pipelines.redact_names import ProperNounRecognizer, known, load_tagged, plural_noun
+from pipelines.redact_names import ProperNounRecognizer, common, load_tagged, plural_noun
 from pipelines.redact_phones import LoosePhoneRecognizer, phone_at
 
 PERSON = "PERSON"
@@ -223,6 +223,7 @@ _TOKEN = re.compile(  # UK / Canadian postcodes first: "SW1A 2AA" is one token
     re.S,
 )
 _UNIT_BEFORE = re.compile(rf"(?<![\w-]){_UNIT}[ \t]*#?[\w-]{{1,6}},?[ \t]+$")
+_TOWN_AFTER = re.compile(r",[ \t]*\p{Lu}")
 _LABEL_LINE = re.compile(r"[^\w\n]*\w+(?:[ ]\w+)?[ ]*:")
 _ORG_WORDS = frozenset(
     """inc ltd llc llp plc gmbh ag sa bv co corp corporation company group bank university
@@ -394,7 +395,9 @@ class StreetAddressRecognizer(LocalRecognizer):
                 if not name_ok:
                     continue
                 if bare:
-                    score = 0.6 if cue or in_block else 0.0
+                    # "59 Metsanurga 48, Vadsa": house number, street, number, then a town
+                    framed = bool(m.group("num2")) and bool(_TOWN_AFTER.match(text, m.end()))
+                    score = 0.6 if cue or in_block or framed else 0.0
                 elif cased:
                     # "The 2 Main Drive shafts": prose goes on, so only trust it with a cue
                     prose = re.match(r"[ \t]+([a-z]+)", text[m.end() : m.end() + 30])
@@ -707,14 +710,14 @@ def _clean_person(text: str, r: RecognizerResult) -> list[tuple[int, int]]:
         core = re.sub(r"(?:['’]s?|[\s,.;:\"')])+$", "", part.strip(" \t?*•-\"'("))
         words = core.split()
         label_end = offset + lead + len(core)
-        while len(words) > 1 and known(words[-1]) and text[label_end:].lstrip(" \t").startswith(":"):
+        while len(words) > 1 and common(words[-1]) and text[label_end:].lstrip(" \t").startswith(":"):
             words.pop()  # "Margaret Holloway Phone: ...": a form's next label ends the name
             core = core[: core.rindex(words[-1]) + len(words[-1])]
             label_end = offset + lead + len(core)
         while len(words) > 1 and re.fullmatch(_UNIT, words[-1]):
             words.pop()  # "Diana Weöres Apt. 434 ...": the unit opens the address
             core = core[: core.rindex(words[-1]) + len(words[-1])]
-        if len(words) == 1 and known(words[0]) and text[label_end:].lstrip(" \t").startswith(":"):
+        if len(words) == 1 and common(words[0]) and text[label_end:].lstrip(" \t").startswith(":"):
             words = []  # "Address:" opens a field
         if (
             words

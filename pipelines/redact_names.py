@@ -167,7 +167,7 @@ def _acronym(word: str) -> bool:
 def _is_label(doc: Doc, token: Token) -> bool:
     """"Phone:" in a flattened form is a field label, not part of a name."""
     nxt = doc[token.i + 1] if token.i + 1 < len(doc) else None
-    return nxt is not None and nxt.text.startswith(":") and known(token.text)
+    return nxt is not None and nxt.text.startswith(":") and common(token.text)
 
 
 def _title_case_line(doc: Doc, run: list[Token]) -> bool:
