@@ -76,14 +76,14 @@ def run(name: str, event_id: str, retries: int, retry: Retry | None, limit_s: fl
     opened = _open(st, name, spec, event_id)
     if isinstance(opened, str) and not spec.followup:
         return opened  # a duplicate or superseded stage did nothing and records nothing
-    started, outcome = time.perf_counter(), "retry"  # unless the attempt returns
+    started, cpu_started, outcome = time.perf_counter(), time.thread_time(), "retry"  # unless the attempt returns
     with dispatch.collecting() as chain:
         try:
             outcome = opened if isinstance(opened, str) else attempt(name, st, opened, retries, retry, limit_s)
         finally:
-            seconds = time.perf_counter() - started
+            seconds, cpu_s = time.perf_counter() - started, time.thread_time() - cpu_started
             if spec.followup or outcome != "ok":
-                record(name, seconds, outcome)
+                record(name, seconds, outcome, cpu_s)
         if spec.followup and outcome != "retry":
             dispatch.hand_on_next(name, event_id)  # follow-ups go on whatever the outcome
     if outcome == "retry" or outcome != "ok" and not spec.followup:
@@ -94,7 +94,7 @@ def run(name: str, event_id: str, retries: int, retry: Retry | None, limit_s: fl
             st.release(event_id)  # the last follow-up: the event no longer counts as in flight
         return outcome
     pipe = st.r.pipeline(transaction=False)  # its counts and its done mark in one round trip
-    count(pipe, name, seconds, outcome)
+    count(pipe, name, seconds, outcome, cpu_s)  # thread CPU too: `sluice bench ingest` reports it per stage
     st.mark_stage_done(name, event_id, pipe)
     pipe.execute()
     return outcome
