@@ -23,7 +23,7 @@ import regex as re
 import spacy
 from presidio_analyzer import LocalRecognizer, RecognizerResult
 from presidio_analyzer.nlp_engine import NlpArtifacts
-from spacy.tokens import Doc, Span, Token
+from spacy.tokens import Doc, Token
 
 from pipelines import runtime
 
@@ -170,25 +170,27 @@ def _is_label(doc: Doc, token: Token) -> bool:
     return nxt is not None and nxt.text.startswith(":") and common(token.text)
 
 
-def _title_case_line(doc: Doc, run: list[Token]) -> bool:
+@functools.lru_cache(maxsize=256)
+def _title_case(line: str) -> bool:
+    words = [w for w in line.split() if len(w) > 3 and w.isalpha()]
+    return len(words) >= 4 and sum(w[0].isupper() for w in words) >= 0.75 * len(words)
+
+
+def _title_case_line(text: str, run: list[Token]) -> bool:
     """The run sits on a line written in title case ("Managing Library Automation"), where capitals
     say nothing: there only runs of words English does not know at all are taken."""
-    text = doc.text
     start = text.rfind("\n", 0, run[0].idx) + 1
     end = text.find("\n", run[0].idx)
-    words = [w for w in text[start : end if end >= 0 else len(text)].split() if len(w) > 3 and w.isalpha()]
-    return len(words) >= 4 and sum(w[0].isupper() for w in words) >= 0.75 * len(words)
+    return _title_case(text[start : end if end >= 0 else len(text)])
 
 
 def _surface(run: list[Token]) -> str:
     return " ".join(t.text for t in run)
 
 
-def _entity(doc: Doc, start: int, end: int) -> Span | None:
-    for ent in doc.ents:
-        if ent.start_char < end and start < ent.end_char:
-            return ent
-    return None
+def _label(ents: list[tuple[int, int, str]], start: int, end: int) -> str:
+    """The recogniser's label of the first entity overlapping [start, end), or ""."""
+    return next((label for s, e, label in ents if s < end and start < e), "")
 
 
 def _previous_word(doc: Doc, token: Token) -> str:
@@ -217,11 +219,13 @@ def _subject_name(doc: Doc, run: list[Token], label: str, cased: bool) -> bool:
     return any(t.lower_ in _PERSONAL_PRONOUNS for t in doc[token.i + 1 : token.i + 25])
 
 
-def person_runs(doc: Doc, cased: bool) -> list[tuple[int, int, float]]:
-    """(start, end, score) of proper-noun runs judged to be people."""
-    runs = [run for run in _runs(doc, cased) if not (cased and _title_case_line(doc, run) and
+def person_runs(doc: Doc, text: str, cased: bool) -> list[tuple[int, int, float]]:
+    """(start, end, score) of proper-noun runs judged to be people (``text`` is ``doc.text``, which
+    spaCy rebuilds on every access)."""
+    runs = [run for run in _runs(doc, cased) if not (cased and _title_case_line(text, run) and
                                                       any(common(t.text) for t in run))]
     places = {_surface(run) for run in runs if _previous_word(doc, run[0]) in _LOCATIVE}
+    ents = [(e.start_char, e.end_char, e.label_) for e in doc.ents] if runs else []  # Span objects cost
     found = []
     for run in runs:
         while run and _is_label(doc, run[-1]):
@@ -232,8 +236,7 @@ def person_runs(doc: Doc, cased: bool) -> list[tuple[int, int, float]]:
         if any(t.lower_.strip(".") in _ORG_WORDS for t in words):
             continue
         start, end = run[0].idx, run[-1].idx + len(run[-1])
-        ent = _entity(doc, start, end)
-        label = ent.label_ if ent is not None else ""
+        label = _label(ents, start, end)
         # Untyped, a word usually written capitalised counts as a name ("Jordan", "Schulz"); against
         # the recogniser's place or organisation only a word English does not know at all does
         # ("Munich", "Texas", "Siemens" stay).
@@ -249,7 +252,7 @@ def person_runs(doc: Doc, cased: bool) -> list[tuple[int, int, float]]:
         if not label:
             score = 0.55
         elif label in _PLACE_LABELS or label in _OTHER_LABELS:
-            if after_locative or _REGION_AFTER.match(doc.text, end):
+            if after_locative or _REGION_AFTER.match(text, end):
                 continue  # "in Doylestown", "Doylestown, PA": a place
             score = 0.5
         elif label == "ORG":
@@ -259,10 +262,10 @@ def person_runs(doc: Doc, cased: bool) -> list[tuple[int, int, float]]:
         else:
             continue
         found.append((start, end, score))
-    return found + _coordinated(doc, runs, found)
+    return found + _coordinated(text, runs, found)
 
 
-def _coordinated(doc: Doc, runs: list[list[Token]], found: list[tuple[int, int, float]]) -> list[tuple[int, int, float]]:
+def _coordinated(text: str, runs: list[list[Token]], found: list[tuple[int, int, float]]) -> list[tuple[int, int, float]]:
     """Proper nouns listed with a person are people too ("Turgeon, Guerra and Ewing")."""
     people = {start for start, _, _ in found}
     extra: list[tuple[int, int, float]] = []
@@ -276,7 +279,7 @@ def _coordinated(doc: Doc, runs: list[list[Token]], found: list[tuple[int, int, 
             for j in (i - 1, i + 1):
                 if 0 <= j < len(runs) and runs[j][0].idx in people:
                     a, b = (run, runs[j]) if j > i else (runs[j], run)
-                    gap = doc.text[a[-1].idx + len(a[-1]) : b[0].idx]
+                    gap = text[a[-1].idx + len(a[-1]) : b[0].idx]
                     if _LIST_GAP.fullmatch(gap):
                         people.add(start)
                         extra.append((start, end, 0.5))
@@ -304,7 +307,7 @@ class ProperNounRecognizer(LocalRecognizer):
         return [
             RecognizerResult(PERSON, start, end, score, analysis_explanation=None,
                              recognition_metadata={"recognizer_name": "proper noun"})
-            for start, end, score in person_runs(doc, cased)
+            for start, end, score in person_runs(doc, text, cased)
         ]
 
 
