@@ -226,7 +226,9 @@ def person_runs(doc: Doc, text: str, cased: bool) -> list[tuple[int, int, float]
                                                       any(common(t.text) for t in run))]
     places = {_surface(run) for run in runs if _previous_word(doc, run[0]) in _LOCATIVE}
     ents = [(e.start_char, e.end_char, e.label_) for e in doc.ents] if runs else []  # Span objects cost
-    found = []
+    found: list[tuple[int, int, float]] = []
+    seeds: list[int] = []
+    labels: dict[int, str] = {}
     for run in runs:
         while run and _is_label(doc, run[-1]):
             run = run[:-1]
@@ -236,17 +238,20 @@ def person_runs(doc: Doc, text: str, cased: bool) -> list[tuple[int, int, float]
         if any(t.lower_.strip(".") in _ORG_WORDS for t in words):
             continue
         start, end = run[0].idx, run[-1].idx + len(run[-1])
-        label = _label(ents, start, end)
+        label = labels[start] = _label(ents, start, end)
         # Untyped, a word usually written capitalised counts as a name ("Jordan", "Schulz"); against
         # the recogniser's place or organisation only a word English does not know at all does
         # ("Munich", "Texas", "Siemens" stay).
+        if label == PERSON:
+            seeds.append(start)  # the recogniser's own person: Presidio's spaCy recogniser reports it
+            continue
         unknown = [t for t in words if not (known(t.text) if label else common(t.text))]
         if not unknown:
             if _subject_name(doc, run, label, cased):
                 found.append((start, end, 0.5))
             continue
-        if label == PERSON or label in _NOT_NAMES:
-            continue  # the recogniser's own person; or a date, amount
+        if label in _NOT_NAMES:
+            continue  # a date, an amount
         before = _previous_word(doc, run[0])
         after_locative = before in _LOCATIVE or (label and before in _DETERMINERS) or _surface(run) in places
         if not label:
@@ -262,12 +267,14 @@ def person_runs(doc: Doc, text: str, cased: bool) -> list[tuple[int, int, float]
         else:
             continue
         found.append((start, end, score))
-    return found + _coordinated(text, runs, found)
+    people = {start for start, _, _ in found} | set(seeds)
+    places = {start for start, label in labels.items() if label in _PLACE_LABELS}
+    return found + _coordinated(text, [run for run in runs if run[0].idx not in places], people)
 
 
-def _coordinated(text: str, runs: list[list[Token]], found: list[tuple[int, int, float]]) -> list[tuple[int, int, float]]:
-    """Proper nouns listed with a person are people too ("Turgeon, Guerra and Ewing")."""
-    people = {start for start, _, _ in found}
+def _coordinated(text: str, runs: list[list[Token]], people: set[int]) -> list[tuple[int, int, float]]:
+    """Proper nouns listed with a person (runs starting at ``people``) are people too ("Turgeon,
+    Guerra and Ewing"); the caller leaves out places ("Iwan Roberts, Norwich")."""
     extra: list[tuple[int, int, float]] = []
     changed = True
     while changed:
