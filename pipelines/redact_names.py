@@ -26,8 +26,8 @@ from presidio_analyzer.nlp_engine import NlpArtifacts
 from spacy.tokens import Doc, Token
 
 from pipelines import runtime
+from pipelines.redact_base import ORG_WORDS, PERSON, case_mode, result
 
-PERSON = "PERSON"
 _PROPER = {"NNP", "NNPS"}
 _NAME_WORD = re.compile(r"\p{L}[\p{L}\p{M}'’\-]*")
 _REGION_AFTER = re.compile(r",[ \t]*(?:\p{Lu}{2}\b|\p{Lu}\p{Ll}+)")  # "Doylestown, PA", "Kiel, Germany"
@@ -42,13 +42,11 @@ _LOCATIVE = frozenset(
 )
 _PERSONAL_PRONOUNS = frozenset("he she him her his hers himself herself".split())
 _DETERMINERS = frozenset("the a an this that".split())  # "the Shelbyville reservoir"
-_ORG_WORDS = frozenset(
-    """inc ltd llc llp plc gmbh ag sa bv co corp corporation company group bank university
-    consulting software services solutions technologies systems partners associates
-    foundation institute agency studio labs club hotel school college hospital council
-    city town county village state province island islands republic kingdom united fc
-    library libraries laboratory laboratories museum press journal review association society
-    center centre department office committee board project index effect law award prize""".split()
+_ORG_WORDS = ORG_WORDS | frozenset(  # and the institutions and places a run of names may end in
+    """club hotel school college hospital council city town county village state province island
+    islands republic kingdom united fc library libraries laboratory laboratories museum press journal
+    review association society center centre department office committee board project index effect
+    law award prize""".split()
 )
 
 
@@ -310,12 +308,8 @@ class ProperNounRecognizer(LocalRecognizer):
         doc = nlp_artifacts.tokens if nlp_artifacts is not None else None
         if doc is None or not doc.has_annotation("TAG"):
             return []
-        cased = any(c.isupper() for c in text) and any(c.islower() for c in text)
-        return [
-            RecognizerResult(PERSON, start, end, score, analysis_explanation=None,
-                             recognition_metadata={"recognizer_name": "proper noun"})
-            for start, end, score in person_runs(doc, text, cased)
-        ]
+        cased = case_mode(text)
+        return [result(PERSON, start, end, score, "proper noun") for start, end, score in person_runs(doc, text, cased)]
 
 
 def load_tagged(model: str = runtime.SPACY_MODEL) -> spacy.Language:
