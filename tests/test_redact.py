@@ -260,3 +260,30 @@ def test_identifiers_in_loose_formats(redactor: Redactor, text: str, value: str)
 def test_thousands_and_dates_are_not_phone_numbers(redactor: Redactor) -> None:
     text = "The number of users rose from 1 200 000 to 1 350 000 between 2023-01-15 and 2024-01-15."
     assert redactor.redact(text).text == text
+
+
+def test_the_evaluation_splits_by_template_and_reports_ours_beside_a_baseline(redactor: Redactor) -> None:
+    """`sluice eval pii --split-by-template K`: no template on both sides, leaks counted per side."""
+    from pipelines.pii_eval import compare, split_by_template
+
+    samples = []
+    for template in range(12):
+        text = f"My name is Quenby Marlowe and my phone is 0487 23 46 7{template % 10}."
+        start = text.index("Quenby")
+        samples.append({"template_id": template, "full_text": text, "spans": [
+            {"entity_type": "PERSON", "entity_value": "Quenby Marlowe", "start_position": start,
+             "end_position": start + len("Quenby Marlowe")}]})
+    tuning, held_out = split_by_template(samples, 3)
+    assert tuning and held_out and not {s["template_id"] for s in tuning} & {s["template_id"] for s in held_out}
+
+    class NoRedaction:
+        def redact_many(self, texts: list[str]) -> list[Redaction]:
+            return [Redaction(text=t, counts={}) for t in texts]
+
+    report = compare(samples, redactor, NoRedaction(), split_k=3)
+    assert report["held_out"]["sentences"] == len(held_out) and report["tuning"]["sentences"] == len(tuning)
+    for part in ("held_out", "tuning"):
+        assert report[part]["ours"]["leaked"] == 0 and report[part]["stock"]["leak_rate"] == 1.0
+        assert report[part]["ours"]["cpu_ms_per_sentence"] > 0
+    with pytest.raises(ValueError, match="template_id"):
+        compare([{"full_text": "x", "spans": []}], redactor, None, split_k=3)
