@@ -22,7 +22,7 @@ def plan(
     switch of embedding backend, re-indexing embeds every chunk again.
     """
     # a point without "vectors" was written before spaces were recorded, by the fp32 model
-    reusable = {h for h, payload in indexed.items() if payload.get("vectors", SPACE) == space}
+    reusable = {h for h, payload in indexed.items() if payload.get("vectors") == space}
     current = {c.hash for c in chunks}
     seen: set[str] = set()
     embed: list[int] = []

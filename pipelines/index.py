@@ -11,8 +11,7 @@ Besides chunks, the index holds one point per document summary (payload
 ``kind: "summary"``, id uuid5(doc id, "summary")), so summaries are searched
 with the same vectors and filters. Every chunk-level operation (diff's chunk
 hashes, listings, counts, manifests) sees chunks only: a ``Where`` selects
-chunks unless it names another kind, and chunk points carry no ``kind`` (the
-points written before summaries were indexed stay valid as they are).
+chunks unless it names another kind, and chunk points carry no ``kind``.
 """
 
 from __future__ import annotations
@@ -191,8 +190,6 @@ class EdgeIndex:
         )
         if any(path.iterdir()):
             self.shard = q.EdgeShard.load(str(path))
-            # shards made before summaries were indexed lack this index (creating it again is a no-op)
-            self.shard.update(q.UpdateOperation.create_field_index("kind", q.PayloadSchemaType.Keyword))
         else:
             self.shard = q.EdgeShard.create(str(path), config)
             for name in KEYWORD_FIELDS:

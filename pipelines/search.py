@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 
 from pipelines.embed import Embedder
 from pipelines.errors import PermanentError
 from pipelines.index import SUMMARY, Index, Kind, Where
 from pipelines.lexical import Bm25Encoder
-from schemas.search import Mode, Scope, SearchHit, SearchRequest
+from schemas.search import Mode, Scope, SearchHit, SearchRequest, tenant_refusal
 
 GROUP_OVERFETCH = 5  # chunks fetched per requested document when grouping
 
@@ -40,10 +41,11 @@ def where(req: SearchRequest) -> Where:
 
 
 def search(
-    index: Index, embedder: Embedder, bm25: Bm25Encoder, req: SearchRequest, require_tenant: bool = False
+    index: Index, embedder: Embedder, bm25: Bm25Encoder, req: SearchRequest, tenants: Sequence[str] = ()
 ) -> list[SearchHit]:
-    if require_tenant and not (req.tenant or req.filters.get("tenant")):
-        raise PermanentError("a tenant is required: this sluice serves several tenants")
+    """Hybrid, dense or lexical hits; ``tenants``: the tenants this sluice serves (one must be named)."""
+    if refusal := tenant_refusal(tenants, req.scoped_tenant):
+        raise PermanentError(refusal)
     dense = embedder.embed([req.q])[0] if req.mode in (Mode.hybrid, Mode.dense) else None
     sparse = bm25.query(req.q) if req.mode in (Mode.hybrid, Mode.lexical) else None
     limit = req.k * GROUP_OVERFETCH if req.group_by_document else req.k

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable
 from datetime import datetime, timezone
 from enum import Enum
 
@@ -14,6 +15,15 @@ class Action(str, Enum):
     modify = "modify"
     delete = "delete"
     reindex = "reindex"
+
+
+def content_version(blocks: Iterable[bytes]) -> str:
+    """An event's ``version``: sha256 of the raw bytes, fed block by block (the one content hash of
+    files, objects and parsed bytes, so every path that sees the same bytes names the same version)."""
+    h = hashlib.sha256()
+    for block in blocks:
+        h.update(block)
+    return h.hexdigest()
 
 
 def document_id(source: str, key: str) -> str:
@@ -40,6 +50,10 @@ class Event(BaseModel):
     @computed_field  # type: ignore[prop-decorator]
     @property
     def event_id(self) -> str:
-        """Same source, key, version, action (and force) -> same id, whenever observed."""
-        raw = f"{self.source}\x00{self.key}\x00{self.version}\x00{self.action.value}\x00{int(self.force)}"
+        """Same source, key, version (and force) -> same id, whoever observed it and how.
+
+        The action is not part of it: the watcher calls a change ``modify`` that ``sluice ingest``
+        calls ``create`` and a webhook ``reindex``, yet it is one change. A delete is its own
+        change already: its version is empty."""
+        raw = f"{self.source}\x00{self.key}\x00{self.version}\x00{int(self.force)}"
         return hashlib.sha256(raw.encode()).hexdigest()[:32]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from enum import Enum
 from typing import Literal
@@ -10,6 +11,16 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 # Payload keyword fields a request may filter on (anything else is a 422).
 FILTERABLE = ("doc_id", "tenant", "source", "key", "file_type", "chunk_hash", "doc_version")
+
+
+def tenant_refusal(tenants: Sequence[str], tenant: str | None) -> str | None:
+    """Why a question cannot be answered for ``tenant``, or None: a sluice that serves several
+    tenants answers for one of them at a time (the one tenant check: API, graph and query worker)."""
+    if not tenants:
+        return None
+    if not tenant:
+        return "a tenant is required: this sluice serves several tenants"
+    return None if tenant in tenants else "unknown tenant"
 
 
 class Mode(str, Enum):
@@ -46,6 +57,11 @@ class SearchRequest(BaseModel):
     filters: dict[str, str] = Field(default_factory=dict, description="Any payload keyword field -> value.")
     group_by_document: bool = Field(default=False, description="Best chunk per document only.")
     scope: Scope = Field(default=Scope.chunks, description="chunks, summaries (one per document) or all.")
+
+    @property
+    def scoped_tenant(self) -> str | None:
+        """The tenant the request is limited to, as a field or as a filter."""
+        return self.tenant or self.filters.get("tenant")
 
     @field_validator("q")
     @classmethod

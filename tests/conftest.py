@@ -9,8 +9,6 @@ import pytest
 
 from pipelines import runtime  # noqa: F401
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
-
 
 @pytest.fixture(scope="session")
 def embedder():
@@ -31,6 +29,21 @@ def chunker(embedder):
     from pipelines.chunk import Chunker
 
     return Chunker(embedder.count_tokens, max_tokens=254, overlap=32)
+
+
+SHARED_DOCS = Path(__file__).resolve().parents[2] / "shared" / "data" / "docs"
+
+
+@pytest.fixture(scope="session")
+def shared_docs() -> Path:
+    """The reference files beside the repository (../shared/data/docs). Tests that need them say so
+    in their name; a fresh clone without them skips those, CI (``CI`` set) fails instead."""
+    if not SHARED_DOCS.is_dir():
+        message = f"needs the reference data in {SHARED_DOCS}"
+        if os.environ.get("CI"):
+            pytest.fail(message + " (CI must have it)")
+        pytest.skip(message)
+    return SHARED_DOCS
 
 
 @pytest.fixture

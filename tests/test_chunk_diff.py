@@ -1,5 +1,6 @@
 from pipelines.chunk import chunk_hash
 from pipelines.diff import plan
+from pipelines.embed import SPACE
 from schemas.documents import Element, RedactedDocument
 
 
@@ -46,12 +47,12 @@ def test_plan_embeds_only_new_and_deletes_vanished(chunker):
     after = chunker.chunk(
         "d", doc(Element(text="one", section="1"), Element(text="two, edited", section="2"), Element(text="three", section="3"))
     )
-    p = plan(after, {c.hash: {} for c in before})
+    p = plan(after, {c.hash: {"vectors": SPACE} for c in before})
     assert p.reuse == [0]
     assert p.embed == [1, 2]
     assert p.delete == [before[1].hash]
-    assert plan(after, {c.hash: {} for c in after}).embed == []
-    assert plan(after, {c.hash: {} for c in after}, force=True).embed == [0, 1, 2]
+    assert plan(after, {c.hash: {"vectors": SPACE} for c in after}).embed == []
+    assert plan(after, {c.hash: {"vectors": SPACE} for c in after}, force=True).embed == [0, 1, 2]
 
 
 def test_headings_stay_with_the_text_they_introduce(chunker):

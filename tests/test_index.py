@@ -111,7 +111,7 @@ def test_prefix_type_date_filters_retrievers_and_grouping(index, chunker, embedd
     grouped = search(index, embedder, bm25, SearchRequest(q="pump courier filters", k=5, group_by_document=True))
     assert sorted(h.doc_id for h in grouped) == ["orders", "water"]
     with pytest.raises(PermanentError, match="tenant is required"):
-        search(index, embedder, bm25, SearchRequest(q="pump"), require_tenant=True)
+        search(index, embedder, bm25, SearchRequest(q="pump"), tenants=["acme"])
 
 
 def test_request_validation():

@@ -17,8 +17,6 @@ from pipelines.errors import MIB, PermanentError
 from pipelines.parse import parse_bytes
 from schemas.documents import ParsedDocument
 
-SHARED_DOCS = Path(__file__).resolve().parents[2] / "shared/data/docs"
-
 
 def texts(doc: ParsedDocument, kind: str | None = None) -> list[str]:
     return [e.text for e in doc.elements if kind is None or e.kind == kind]
@@ -316,8 +314,8 @@ def test_a_member_declaring_a_huge_size_is_refused_before_anything_is_inflated(d
     assert took < 0.5, took
 
 
-def test_an_ordinary_docx_still_parses_under_the_member_cap() -> None:
-    data = (SHARED_DOCS / "handbook-1p.docx").read_bytes()
+def test_an_ordinary_docx_of_the_shared_data_still_parses_under_the_member_cap(shared_docs: Path) -> None:
+    data = (shared_docs / "handbook-1p.docx").read_bytes()
     assert parse_bytes(data, "handbook-1p.docx", max_bytes=len(data)).elements
 
 
@@ -418,7 +416,7 @@ def test_tokenizer_uses_installed_spacy_model_without_parser() -> None:
     assert tokenize.sent_tokenize("First one here. Second one there.") == ["First one here.", "Second one there."]
 
 
-# -- real-world files (development data; skipped where it is absent) -----------------------------
+# -- real-world files (the shared data: skipped where absent, a failure in CI) -----------------------------
 
 MUST_PARSE = {
     "fake-text-utf-16.txt": "Important points",
@@ -431,10 +429,9 @@ MUST_PARSE = {
 SECONDS_PER_FILE = 60
 
 
-@pytest.mark.skipif(not SHARED_DOCS.is_dir(), reason=f"{SHARED_DOCS} is not present")
-def test_every_shared_document_parses_or_fails_cleanly() -> None:
+def test_every_document_of_the_shared_data_parses_or_fails_cleanly(shared_docs: Path) -> None:
     rows, problems = [], []
-    for path in sorted(p for p in SHARED_DOCS.iterdir() if p.is_file()):
+    for path in sorted(p for p in shared_docs.iterdir() if p.is_file()):
         outcome: list[object] = []
         worker = threading.Thread(target=_attempt, args=(path, outcome), daemon=True)
         started = time.perf_counter()

@@ -148,9 +148,8 @@ def test_killed_worker_mid_stage_completes_once(sluice, api, tmp_path):
     assert info["chunks"] == report.chunks_embedded > 10
 
 
-@pytest.mark.skipif(not (Path(__file__).resolve().parents[2] / "shared/data/docs").is_dir(), reason="../shared absent")
-def test_every_real_world_file_is_indexed_or_dead_lettered(api):
-    docs = Path(__file__).resolve().parents[2] / "shared/data/docs"
+def test_every_real_world_file_of_the_shared_data_is_indexed_or_dead_lettered(api, shared_docs):
+    docs = shared_docs
     report = api.ingest(docs)
     total = len([p for p in docs.iterdir() if p.is_file()])
     assert report.indexed + len(report.failed) == total

@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
 from pipelines.errors import PermanentError
-from schemas.search import Mode, Scope, SearchRequest, SearchResponse
+from schemas.search import Mode, Scope, SearchRequest, SearchResponse, tenant_refusal
 from workers import client
 from workers.config import settings
 from workers.graph_api import graph_router
@@ -31,10 +31,9 @@ def _validated(fields: dict[str, Any]) -> SearchRequest:
         req = SearchRequest(**fields)
     except ValidationError as exc:
         raise RequestValidationError(exc.errors(include_url=False, include_context=False)) from exc
-    if settings().tenants and not req.tenant:
-        raise RequestValidationError([{"loc": ["query", "tenant"], "msg": "tenant is required", "type": "missing"}])
-    if req.tenant and settings().tenants and req.tenant not in settings().tenants:
-        raise RequestValidationError([{"loc": ["query", "tenant"], "msg": "unknown tenant", "type": "value_error"}])
+    if refusal := tenant_refusal(settings().tenants, req.tenant):
+        kind = "value_error" if req.tenant else "missing"
+        raise RequestValidationError([{"loc": ["query", "tenant"], "msg": refusal, "type": kind}])
     return req
 
 

@@ -11,12 +11,11 @@ event is on its way; if that event fails again it leaves a new letter.
 
 from __future__ import annotations
 
-import hashlib
 import time
 from typing import Any
 
 from pipelines.errors import PermanentError
-from schemas.events import Action, Event
+from schemas.events import Action, Event, content_version
 from workers import sources
 from workers.ingress import Ingress
 from workers.logsafe import escaped
@@ -59,7 +58,7 @@ def _event(st: State, letter: dict[str, Any], max_bytes: int) -> Event:
     if data is None:
         raise PermanentError(f"{escaped(key)} no longer exists; purge the letter or re-ingest")
     action = Action.modify if st.indexed_version(letter["doc_id"]) else Action.create
-    return Event(source=source, key=key, action=action, version=hashlib.sha256(data).hexdigest(), tenant=tenant,
+    return Event(source=source, key=key, action=action, version=content_version([data]), tenant=tenant,
                  force=True)
 
 

@@ -8,6 +8,7 @@ from fastapi import APIRouter, HTTPException, Query
 
 from schemas.graph import Community, EntityDetail, GraphPath, GraphStats
 from schemas.graph import Entity as EntityOut
+from schemas.search import tenant_refusal
 from workers.config import settings
 
 
@@ -15,9 +16,8 @@ def _ask(op: str, params: dict[str, Any]) -> Any:
     from workers import graph_tasks
     from workers.api import _ask as ask  # the same timeouts and 503s as search
 
-    tenants = settings().tenants
-    if tenants and params.get("tenant") not in tenants:
-        raise HTTPException(422, "a known tenant is required: this sluice serves several tenants")
+    if refusal := tenant_refusal(settings().tenants, params.get("tenant")):
+        raise HTTPException(422, refusal)
     return ask(graph_tasks.graph_query, (op, params), argsrepr=f"({op!r}, <params>)")
 
 

@@ -30,7 +30,7 @@ from pipelines.errors import PermanentError
 from schemas.documents import Chunk
 from schemas.events import Event
 from schemas.graph import DocContribution
-from schemas.search import Mode, SearchRequest
+from schemas.search import Mode, SearchRequest, tenant_refusal
 from workers import dispatch, resources
 from workers.app import CONTENT_RESULT, app
 from workers.config import settings
@@ -54,8 +54,6 @@ def marker(doc_id: str) -> str:
 def followup_kept(st: State, event_id: str) -> tuple[list[Chunk], list[tuple[str, str]]]:
     """The chunks and named entities ``after_upsert`` kept, read in one go."""
     kept = json.loads(st.get_json(FOLLOWUP, event_id))
-    if isinstance(kept, list):  # kept by an older release: chunks only
-        kept = {"chunks": kept, "entities": []}
     return [Chunk.model_validate(c) for c in kept["chunks"]], [(s, label) for s, label in kept["entities"]]
 
 
@@ -202,15 +200,14 @@ def graph_search(req: SearchRequest) -> list[dict[str, Any]]:
     from pipelines.search import search, where
 
     s = settings()
-    if s.tenants and not (req.tenant or req.filters.get("tenant")):
-        raise PermanentError("a tenant is required: this sluice serves several tenants")
+    if refusal := tenant_refusal(s.tenants, req.scoped_tenant):
+        raise PermanentError(refusal)
     gs = graphs()
-    tenant = req.tenant or req.filters.get("tenant")
     with gs.lock:
-        hits = graph_hits(gs.graph(tenant), resources.index(), req.q, req.k, where(req), s.graph_hops,
+        hits = graph_hits(gs.graph(req.scoped_tenant), resources.index(), req.q, req.k, where(req), s.graph_hops,
                           req.group_by_document)
     if req.mode == Mode.mix:
         hybrid = search(resources.index(), resources.embedder(), resources.bm25(),
-                        req.model_copy(update={"mode": Mode.hybrid}), require_tenant=bool(s.tenants))
+                        req.model_copy(update={"mode": Mode.hybrid}), tenants=s.tenants)
         hits = mix(hits, hybrid, req.k, req.group_by_document)
     return [h.model_dump() for h in hits]

@@ -7,12 +7,11 @@ so a burst of files can never grow a queue past its bound.
 
 from __future__ import annotations
 
-import hashlib
 import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from schemas.events import Action, Event
+from schemas.events import Action, Event, content_version
 from schemas.settings import Settings
 from workers import dispatch
 from workers.runtime.flow import ALL_QUEUES, ENTRY
@@ -29,11 +28,8 @@ def ignored(path: Path) -> bool:
 
 
 def file_hash(path: Path) -> str:
-    h = hashlib.sha256()
     with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+        return content_version(iter(lambda: f.read(1 << 20), b""))
 
 
 class Full(Exception):
@@ -87,11 +83,10 @@ class Ingress:
             settled = indexed is None and self.st.document(event.doc_id).get("deleted") == "true"
         else:
             settled = indexed == event.version
-        if settled and not event.force:
-            if not known:
-                self.st.put_event(event)
-                self.st.finish(event.event_id, "unchanged")
-            return event.event_id, "unchanged" if not known else "duplicate"
+        if settled and not event.force:  # observed again after it finished: this observation changes nothing
+            self.st.reset_event(event)
+            self.st.finish(event.event_id, "unchanged")
+            return event.event_id, "unchanged"
         self.wait_for_room(timeout_s)
         self.st.reset_event(event)
         self.st.admit(event.event_id)

@@ -7,6 +7,7 @@ import threading
 from functools import cache
 from typing import TYPE_CHECKING
 
+from pipelines.embed import MAX_TOKENS
 from workers.config import redis_url, settings
 from workers.state import State
 
@@ -49,7 +50,7 @@ def chunker() -> Chunker:
     from pipelines.chunk import Chunker
 
     s = settings()
-    return Chunker(embedder().count_tokens, max_tokens=min(s.chunk_tokens, 254), overlap=s.chunk_overlap_tokens)
+    return Chunker(embedder().count_tokens, max_tokens=min(s.chunk_tokens, MAX_TOKENS), overlap=s.chunk_overlap_tokens)
 
 
 @cache

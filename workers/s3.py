@@ -12,7 +12,6 @@ download per object, never an embedding.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import re
 import threading
@@ -24,7 +23,7 @@ from typing import Any
 from urllib.parse import unquote
 
 from pipelines.errors import PermanentError, TransientError, mib, too_large
-from schemas.events import Action, Event, document_id
+from schemas.events import Action, Event, content_version, document_id
 from schemas.settings import Settings
 from workers.ingress import Ingress, ignored
 from workers.logsafe import escaped
@@ -188,10 +187,7 @@ def digest(c: Any, bucket: str, key: str, max_bytes: int) -> tuple[str, str] | N
     if found is None:
         return None
     etag, stream = found
-    h = hashlib.sha256()
-    for block in stream:
-        h.update(block)
-    return h.hexdigest(), etag
+    return content_version(stream), etag
 
 
 def object_event(

@@ -126,10 +126,6 @@ class State:
     def queue_depth(self, queue: str) -> int:
         return int(self.r.llen(queue))
 
-    def forget_stale_in_flight(self, older_than_s: float) -> int:
-        """Drop in-flight entries whose events vanished (e.g. Redis artifacts expired)."""
-        return int(self.r.zremrangebyscore(f"{P}inflight", 0, time.time() - older_than_s))
-
     # -- idempotency --------------------------------------------------------
     def mark_stage_done(self, stage: str, event_id: str, pipe: Any = None) -> None:
         (pipe or self.r).set(f"{P}done:{stage}:{event_id}", 1, ex=self.ttl)

@@ -8,7 +8,6 @@ artifacts, so Flower and the broker never see document text.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from typing import Any
 
@@ -20,7 +19,7 @@ from pipelines.errors import PermanentError
 from pipelines.graph import NER_LABELS
 from pipelines.upsert import DocumentMeta, apply_plan
 from schemas.documents import Chunk, ChunkPlan, ParsedDocument, RedactedDocument
-from schemas.events import Event
+from schemas.events import Event, content_version
 from schemas.search import Mode, SearchRequest
 from workers import dispatch, resources, sources
 from workers.app import CONTENT_RESULT, app
@@ -38,7 +37,7 @@ def _parsed(st: State, event: Event) -> ParsedDocument | None:
 
     s = settings()
     data = sources.read(event.source, event.key, s.max_document_bytes)
-    if data is None or hashlib.sha256(data).hexdigest() != event.version:
+    if data is None or content_version([data]) != event.version:
         st.finish(event.event_id, "superseded")
         return None
     return parse_bytes(data, event.key, max_bytes=s.max_document_bytes)
@@ -191,8 +190,7 @@ def search(request: dict[str, Any]) -> list[dict[str, Any]]:
         from workers.graph_tasks import graph_search
 
         return graph_search(req)
-    tenants = settings().tenants
-    hits = run_search(resources.index(), resources.embedder(), resources.bm25(), req, require_tenant=bool(tenants))
+    hits = run_search(resources.index(), resources.embedder(), resources.bm25(), req, tenants=settings().tenants)
     return [h.model_dump() for h in hits]
 
 
