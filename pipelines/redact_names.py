@@ -206,8 +206,9 @@ def _opens_sentence(doc: Doc, token: Token) -> bool:
 
 def _subject_name(doc: Doc, run: list[Token], label: str, cased: bool) -> bool:
     """One known word that opens a sentence, acts and is then referred to as a person ("Regina is very
-    reliable. You can depend on her"): a name, when the recogniser calls it no organisation, place or date."""
-    if len(run) != 1 or label in {"ORG", "GPE", "LOC"} | _NOT_NAMES or not cased:
+    reliable. You can depend on her", "Lucas had given Mary his address"): a name, whatever the
+    recogniser typed it, unless a date or an amount. "Siemens opened offices" has no "he" or "she"."""
+    if len(run) != 1 or label in _NOT_NAMES or not cased:
         return False
     token = run[0]
     nxt = doc[token.i + 1] if token.i + 1 < len(doc) else None
