@@ -55,7 +55,7 @@ class Settings(BaseSettings):
     # Artifacts (parsed / redacted / chunked payloads) live this long in Redis.
     artifact_ttl_s: int = 24 * 3600
 
-    # Webhooks and S3-compatible buckets (workers/webhooks.py, workers/s3.py).
+    # Webhooks and S3-compatible buckets (workers/http/webhooks.py, workers/sources/s3.py).
     # No webhook secret: the webhook endpoints refuse everything with 503.
     webhook_secret: SecretStr | None = None
     webhook_max_body_bytes: int = 1024 * 1024  # 1 MiB

@@ -3,11 +3,29 @@
 from __future__ import annotations
 
 import os
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 
 from pipelines import runtime  # noqa: F401
+
+T = TypeVar("T")
+
+
+def wait_for(check: Callable[[], T], what: str = "the condition", timeout_s: float = 60.0, every_s: float = 0.2,
+             context: Callable[[], str] | None = None) -> T:
+    """Poll ``check`` until it returns something truthy, and return that; after ``timeout_s`` fail,
+    saying what was awaited (and ``context()``, e.g. the tail of a log)."""
+    deadline = time.monotonic() + timeout_s
+    while not (found := check()):
+        if time.monotonic() > deadline:
+            extra = f"\n{context()}" if context else ""
+            raise AssertionError(f"timed out after {timeout_s:.0f}s waiting for {what}{extra}")
+        time.sleep(every_s)
+    return found
 
 
 @pytest.fixture(scope="session")
@@ -50,10 +68,11 @@ def shared_docs() -> Path:
 def eager_state(tmp_path, monkeypatch):
     """The step runtime in this process: a private Redis, Celery tasks run eagerly (retries too),
     two retries with a short backoff. Yields the State."""
-    from workers import config, resources, tasks  # noqa: F401  (registers the stages first)
-    from workers.app import app, configure
-    from workers.embedded_redis import EmbeddedRedis
+    from workers.cli.embedded_redis import EmbeddedRedis
+    from workers.runtime import config, resources
+    from workers.runtime.app import app, configure
 
+    app.loader.import_default_modules()  # registers every step, as a worker does at start
     redis = EmbeddedRedis(tmp_path / "redis", persist=False).start()
     monkeypatch.setenv("REDIS_URL", redis.url)
     monkeypatch.setenv("SLUICE_DATA_DIR", str(tmp_path / "data"))

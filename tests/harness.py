@@ -1,5 +1,5 @@
 """Integration tests use the same private-sluice launcher as the benchmarks."""
 
-from workers.local import LocalSluice as Sluice
+from workers.cli.local import LocalSluice as Sluice
 
 __all__ = ["Sluice"]

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from harness import Sluice
-from workers.app import ALL_QUEUES
+from workers.runtime.flow import ALL_QUEUES
 
 BOUND = 8
 
@@ -24,7 +24,7 @@ def small(tmp_path_factory):
 
 def test_burst_waits_at_the_ingress_and_loses_nothing(small, tmp_path):
     from workers import client
-    from workers.config import settings
+    from workers.runtime.config import settings
 
     st = client.connect(settings())
     folder = tmp_path / "burst"

@@ -12,7 +12,8 @@ from harness import Sluice
 
 @pytest.fixture(scope="module")
 def http(tmp_path_factory):
-    from workers import client, config
+    from workers import client
+    from workers.runtime import config
 
     root = tmp_path_factory.mktemp("api")
     s = Sluice(root, tenants='["acme","globex"]')
@@ -31,7 +32,7 @@ def http(tmp_path_factory):
         assert report.indexed == 1, report
     os.environ.pop("SLUICE_TENANT")
     config.settings.cache_clear()
-    from workers.api import create_app
+    from workers.http.api import create_app
 
     with TestClient(create_app()) as c:
         yield c

@@ -15,13 +15,14 @@ from collections.abc import Iterator
 import pytest
 import uvicorn
 from fastapi.testclient import TestClient
+
 from harness import Sluice
 
 
 @pytest.fixture(scope="module")
 def app(tmp_path_factory):  # type: ignore[no-untyped-def]
     s = Sluice(tmp_path_factory.mktemp("badinput"), webhook_secret="a webhook secret")
-    from workers.api import create_app
+    from workers.http.api import create_app
 
     yield create_app()
     s.close()

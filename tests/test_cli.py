@@ -22,6 +22,7 @@ from pathlib import Path
 import httpx
 import psutil
 import pytest
+
 from harness import Sluice
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -270,7 +271,7 @@ def test_ingest_missing_path_is_a_clear_error(sluice):
 
 
 def test_status_shows_queues_in_flight_and_dead_letters(sluice, reports):
-    from workers.app import ALL_QUEUES
+    from workers.runtime.flow import ALL_QUEUES
 
     result = cli(sluice.env, "status", cwd=sluice.root)
     assert result.returncode == 0, result.stderr

@@ -21,7 +21,7 @@ import pytest
 import yaml
 
 from schemas.settings import Settings
-from workers.app import ALL_QUEUES, PIPELINE_QUEUES, QUERY_QUEUES
+from workers.runtime.flow import ALL_QUEUES, PIPELINE_QUEUES, QUERY_QUEUES
 
 ROOT = Path(__file__).resolve().parents[1]
 DEPLOY = ROOT / "deploy"
@@ -120,7 +120,7 @@ def test_the_image_is_cpu_only_pinned_like_pyproject_and_not_root():
 
 
 def test_the_grafana_dashboard_asks_only_for_exported_metrics():
-    from workers.prometheus import METRICS
+    from workers.http.metrics import METRICS
 
     dash = json.loads((DEPLOY / "grafana" / "sluice.json").read_text())
     exprs = [t["expr"] for p in dash["panels"] for t in p["targets"]]

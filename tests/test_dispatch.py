@@ -1,9 +1,8 @@
-"""Handing on in place or through the broker (workers/dispatch.py), without a broker."""
+"""Handing on in place or through the broker (workers/runtime/dispatch.py), without a broker."""
 
 import pytest
 
-from workers import dispatch
-from workers.runtime import flow
+from workers.runtime import dispatch, flow
 
 
 @pytest.fixture
@@ -52,10 +51,9 @@ def test_parse_hands_on_to_redact_in_place_whatever_the_worker_consumes(monkeypa
 
 
 def test_every_step_of_the_flow_is_a_task_and_can_run_in_place():
-    import workers.relation_tasks
-    import workers.summary_tasks
-    import workers.tasks  # noqa: F401  (registers the steps)
-    from workers.app import app
+    from workers.runtime.app import app
+
+    app.loader.import_default_modules()  # registers the steps, as a worker does at start
 
     assert set(flow.STEPS) <= set(dispatch._runners)
     assert {f"sluice.{name}" for name in flow.STAGE_QUEUES} <= set(app.tasks)

@@ -30,8 +30,8 @@ def _write(folder, edit: str) -> None:
 
 def test_after_a_switch_to_int8_an_edit_embeds_every_chunk_again(sluice, tmp_path):
     from workers import client
-    from workers.app import EMBEDDED_QUERY_QUEUES
-    from workers.config import settings
+    from workers.runtime.config import settings
+    from workers.runtime.flow import EMBEDDED_QUERY_QUEUES
 
     st = client.connect(settings())
     folder = tmp_path / "docs"

@@ -6,8 +6,8 @@ from __future__ import annotations
 import hashlib
 
 from schemas.events import Action, Event
-from workers.ingress import folder_events
-from workers.sources import folder_source
+from workers.ingress.files import folder_events
+from workers.sources.folder import folder_source
 
 SHA = hashlib.sha256(b"otters").hexdigest()
 
@@ -34,8 +34,8 @@ def test_the_cli_and_the_watcher_name_a_file_with_the_same_id(tmp_path):
 
 
 def test_a_change_seen_again_after_it_finished_is_the_same_event_and_unchanged(eager_state, tmp_path):
-    from workers.config import settings
-    from workers.ingress import Ingress
+    from workers.ingress.admission import Ingress
+    from workers.runtime.config import settings
 
     st = eager_state
     created = _event(Action.create)  # what the S3 watcher submitted and the pipeline indexed
@@ -52,7 +52,7 @@ def test_a_change_seen_again_after_it_finished_is_the_same_event_and_unchanged(e
 
 def test_a_file_and_its_bytes_have_one_content_version(tmp_path):
     from schemas.events import content_version
-    from workers.ingress import file_hash
+    from workers.ingress.files import file_hash
 
     (tmp_path / "a.txt").write_bytes(b"otters")
     assert file_hash(tmp_path / "a.txt") == content_version([b"otters"]) == content_version([b"ot", b"ters"]) == SHA

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from harness import Sluice
-
 from schemas.search import Mode, SearchRequest
 
 SAMPLES = Path(__file__).resolve().parents[1] / "samples"
@@ -16,9 +15,9 @@ def test_followups_off_indexes_without_graph_or_summaries(tmp_path):
     s.start_workers()
     try:
         from workers import client
-        from workers.config import settings
-        from workers.graph_tasks import graph_query
-        from workers.summary_tasks import summary
+        from workers.followups.summaries import summary
+        from workers.query.tasks import graph_query
+        from workers.runtime.config import settings
 
         st = client.connect(settings())
         report = client.ingest(st, settings(), client.events_for([SAMPLES], settings()), wait=True)

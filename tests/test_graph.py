@@ -295,12 +295,13 @@ DOCS = {
 @pytest.fixture(scope="module")
 def live(tmp_path_factory):
     from fastapi.testclient import TestClient
+
     from harness import Sluice
 
     root = tmp_path_factory.mktemp("graph")
     s = Sluice(root)
     s.start_workers()
-    from workers.api import create_app
+    from workers.http.api import create_app
 
     with TestClient(create_app()) as http:
         yield s, http, root
@@ -308,14 +309,14 @@ def live(tmp_path_factory):
 
 
 def _ask(op: str, **params):
-    from workers.graph_tasks import graph_query
+    from workers.query.tasks import graph_query
 
     return graph_query.apply_async((op, params)).get(timeout=60)
 
 
 def _ingest_and_settle(folder: Path, documents: int) -> None:
     from workers import client
-    from workers.config import settings
+    from workers.runtime.config import settings
 
     st = client.connect(settings())
     report = client.ingest(st, settings(), client.events_for([folder], settings()), wait=True)

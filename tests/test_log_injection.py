@@ -14,7 +14,7 @@ FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"  # `sluice watch`'s
 
 
 def test_escaped_keeps_printable_text_and_escapes_the_rest():
-    from workers.logsafe import escaped
+    from workers.runtime.logsafe import escaped
 
     assert escaped("reports/2024 Q1 — naïve.pdf") == "reports/2024 Q1 — naïve.pdf"
     assert escaped("a\nb\r\x1b[31mc\u2028d\\e\x00") == "a\\nb\\r\\x1b[31mc\\u2028d\\\\e\\x00"
@@ -22,9 +22,9 @@ def test_escaped_keeps_printable_text_and_escapes_the_rest():
 
 def test_a_file_name_with_a_newline_and_an_ansi_escape_is_one_escaped_log_line(tmp_path):
     from workers import client
-    from workers.config import settings
-    from workers.ingress import Ingress
-    from workers.watcher import FolderWatcher
+    from workers.ingress.admission import Ingress
+    from workers.ingress.watcher import FolderWatcher
+    from workers.runtime.config import settings
 
     sluice = Sluice(tmp_path / "sluice")
     try:

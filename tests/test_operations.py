@@ -21,6 +21,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+
 from harness import Sluice
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -47,7 +48,7 @@ class Progress:
     """Listens to the workers' events, keeping every ``task-progress`` one."""
 
     def __init__(self) -> None:
-        from workers.app import app
+        from workers.runtime.app import app
 
         self.app, self.seen, self.live = app, [], threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
@@ -102,7 +103,7 @@ def ops(tmp_path_factory):
 def api(ops):
     from fastapi.testclient import TestClient
 
-    from workers.api import create_app
+    from workers.http.api import create_app
 
     return TestClient(create_app())
 
@@ -120,7 +121,7 @@ def scrape(api) -> dict[tuple[str, tuple], float]:
 @pytest.fixture(scope="module")
 def ingested(ops, api):
     from workers import client
-    from workers.config import settings
+    from workers.runtime.config import settings
 
     docs = ops.root / "docs"
     docs.mkdir()
@@ -156,7 +157,7 @@ def test_flower_api_with_basic_auth_lists_workers_and_a_finished_task_of_each_st
     workers = httpx.get(f"{ops.flower}/api/workers", params={"refresh": 1}, auth=AUTH, timeout=30).json()
     assert {"pipeline@test", "query@test"} <= set(workers)
     # One machine: each document is one task per stage class; the later stages run in place
-    # (workers/dispatch.py) and are timed on their own in /metrics (test_metrics_... below).
+    # (workers/runtime/dispatch.py) and are timed on their own in /metrics (test_metrics_... below).
     entry = {"parse": "pipeline@test", "diff": "query@test"}
     tasks = _flower_tasks(ops, tuple(entry))
     finished = {t["name"].removeprefix("sluice."): t for t in tasks.values() if t["state"] == "SUCCESS"}
@@ -213,7 +214,7 @@ def dump_dom(url: str, profile: Path) -> str:
 
 
 def test_browser_dashboard_shows_the_workers_and_the_broker_page_shows_the_queues(ops, ingested, tmp_path):
-    from workers.app import ALL_QUEUES
+    from workers.runtime.flow import ALL_QUEUES
 
     host = ops.flower.removeprefix("http://")
     with_auth = f"http://{AUTH[0]}:{AUTH[1]}@{host}"
@@ -234,8 +235,8 @@ def test_browser_dashboard_shows_the_workers_and_the_broker_page_shows_the_queue
 
 
 def test_metrics_are_present_and_move_after_an_ingest(api, ingested):
-    from workers.app import ALL_QUEUES
-    from workers.prometheus import METRICS
+    from workers.http.metrics import METRICS
+    from workers.runtime.flow import ALL_QUEUES
 
     before, after = ingested["before"], scrape(api)
 
@@ -289,7 +290,7 @@ def test_a_fixed_file_is_retried_from_the_dead_letter_store(ops, ingested):
 def test_a_file_still_broken_fails_again_with_a_new_letter_and_purge_empties_the_store(ops, ingested):
     (ingested["docs"] / "still-broken.txt").write_bytes(b"")
     from workers import client
-    from workers.config import settings
+    from workers.runtime.config import settings
 
     st = client.connect(settings())
     client.ingest(st, settings(), client.events_for([ingested["docs"] / "still-broken.txt"], settings()), wait=True)

@@ -27,7 +27,7 @@ def sluice(tmp_path_factory):
 @pytest.fixture
 def api(sluice):
     from workers import client
-    from workers.config import settings
+    from workers.runtime.config import settings
 
     st = client.connect(settings())
 
@@ -44,7 +44,7 @@ def api(sluice):
 
         @staticmethod
         def manifest(folder: Path):
-            from workers.sources import folder_source
+            from workers.sources.folder import folder_source
 
             return client.manifest(folder_source(folder))
 
@@ -80,9 +80,9 @@ def test_drop_search_reingest_edit_delete(api, tmp_path):
 
 
 def test_same_event_ten_times_gives_no_duplicates(api, tmp_path):
-    from workers import tasks
     from workers.client import events_for
-    from workers.config import settings
+    from workers.runtime.config import settings
+    from workers.stages.parse import parse
 
     folder = tmp_path / "replay"
     folder.mkdir()
@@ -94,7 +94,7 @@ def test_same_event_ten_times_gives_no_duplicates(api, tmp_path):
     event = events_for([folder], settings())[0]
     api.state.reset_event(event)  # forget the stage marks, as after a Redis loss
     for _ in range(10):
-        tasks.parse.delay(event.event_id)
+        parse.delay(event.event_id)
     deadline = time.time() + 120  # each copy may run its whole chain before the first marks it done
     while api.state.event_info(event.event_id).get("status") not in ("done", "unchanged"):
         assert time.time() < deadline, api.state.event_info(event.event_id)
@@ -120,7 +120,7 @@ def test_bad_input_is_dead_lettered_with_a_reason(api, tmp_path):
 
 
 def test_killed_worker_mid_stage_completes_once(sluice, api, tmp_path):
-    from workers.app import app
+    from workers.runtime.app import app
 
     folder = tmp_path / "kill"
     folder.mkdir()
@@ -159,7 +159,7 @@ def test_every_real_world_file_of_the_shared_data_is_indexed_or_dead_lettered(ap
 
 
 def test_parse_time_limit_dead_letters_instead_of_hanging(api, tmp_path, monkeypatch):
-    from workers import config
+    from workers.runtime import config
 
     folder = tmp_path / "slow"
     folder.mkdir()

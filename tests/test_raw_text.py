@@ -69,8 +69,8 @@ def _redis_dump(r) -> bytes:
 @pytest.fixture(scope="module")
 def ingested(tmp_path_factory):
     from workers import client
-    from workers.app import app
-    from workers.config import settings
+    from workers.runtime.app import app
+    from workers.runtime.config import settings
 
     root = tmp_path_factory.mktemp("rawtext")
     s = Sluice(root)
@@ -121,8 +121,7 @@ def test_a_failure_after_parse_says_why_without_the_text(ingested, monkeypatch) 
     the message of a library error, which may quote the text it choked on, stays out."""
     from pipelines.parse import parse_bytes
     from schemas.events import Event
-    from workers import resources, tasks  # noqa: F401  (registers the stages)
-    from workers.runtime import step
+    from workers.runtime import resources, step
 
     class Exploding:
         def redact_many(self, texts: list[str]) -> list:

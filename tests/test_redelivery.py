@@ -4,7 +4,7 @@ test_pipeline.py kills one pool child; Celery's main process then rejects the me
 requeued at once. Here the main process dies too (SIGKILL to the worker's process group: an OOM
 kill of the pod, a lost machine), so nobody acks or rejects the message. It stays in kombu's
 ``unacked`` hash until a Redis consumer's ``QoS.restore_visible`` finds it older than the
-visibility timeout (2 x task_time_limit_s, workers/app.py) and pushes it back onto its queue.
+visibility timeout (2 x task_time_limit_s, workers/runtime/app.py) and pushes it back onto its queue.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ def sluice(tmp_path_factory):
 
 def _active(node: str, event_id: str) -> dict | None:
     """The sluice.parse task of ``event_id`` that ``node`` is running, if any."""
-    from workers.app import app
+    from workers.runtime.app import app
 
     replies = app.control.inspect(destination=[node], timeout=1.0, limit=1).active() or {}
     return next((t for t in replies.get(node, []) if t["name"] == "sluice.parse" and t["args"][0] == event_id), None)
@@ -76,11 +76,12 @@ def _group(pgid: int) -> list[psutil.Process]:
 
 
 def test_whole_worker_killed_mid_stage_is_redelivered_after_visibility_timeout(sluice, tmp_path):
-    from workers import client, tasks
-    from workers.app import ALL_QUEUES, app
-    from workers.config import settings
-    from workers.state import TERMINAL
-    from workers.telemetry import runs
+    from workers import client
+    from workers.runtime.app import app
+    from workers.runtime.config import settings
+    from workers.runtime.flow import ALL_QUEUES
+    from workers.runtime.state import TERMINAL
+    from workers.runtime.telemetry import runs
 
     st = client.connect(settings())
     r = st.r
@@ -164,9 +165,9 @@ def test_whole_worker_killed_mid_stage_is_redelivered_after_visibility_timeout(s
     assert report.indexed == 1 and report.failed == [], report
     (doc_id, doc), = client.manifest(None).items()
     assert doc["chunks"] == report.chunks_embedded > 10, (doc, report)
-    chunks = client.ask(tasks.document, (doc_id,))
+    chunks = client.ask("document", (doc_id,))
     assert [c["position"] for c in chunks] == list(range(report.chunks_embedded))
-    assert client.ask(tasks.ping)["chunks"] == report.chunks_embedded  # the whole index: no stray copies
+    assert client.ask("ping")["chunks"] == report.chunks_embedded  # the whole index: no stray copies
 
     deadline = time.monotonic() + 60  # follow-ups (graph, summary) hold the event in flight a little longer
     while st.in_flight() or any(st.queue_depth(q) for q in ALL_QUEUES) or r.hlen("unacked"):

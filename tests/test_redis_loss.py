@@ -9,9 +9,10 @@ from __future__ import annotations
 import json
 
 import pytest
-from harness import Sluice
 from test_cli import cli
 from test_symlinks import _searchable
+
+from harness import Sluice
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +31,7 @@ def _ingest(sluice: Sluice, folder) -> dict:  # type: ignore[no-untyped-def]
 
 def test_a_delete_reaches_the_index_after_redis_forgot_the_document(sluice):
     from workers.client import connect
-    from workers.config import settings
+    from workers.runtime.config import settings
 
     docs = sluice.root / "docs"
     docs.mkdir()

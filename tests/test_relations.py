@@ -8,14 +8,14 @@ in-memory record store; the integration test at the end runs real workers and be
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import pytest
-from fake_openai import FakeOpenAI, Served, strict_problems
 from openai import OpenAI
 from openai.lib._pydantic import to_strict_json_schema
 
+from conftest import wait_for
+from fake_openai import FakeOpenAI, Served, strict_problems
 from pipelines.batches import BatchConfig, BatchSummariser, Hooks, MemoryStore
 from pipelines.graph import GraphSet, KnowledgeGraph
 from pipelines.relations import MAX_RELATIONS, plan, validate
@@ -243,6 +243,7 @@ DOCS = {
 @pytest.fixture(scope="module")
 def live(tmp_path_factory):
     from fastapi.testclient import TestClient
+
     from harness import Sluice
 
     fake = Served(FakeOpenAI(malformed={"newsletter": "unknown_entity", "press statement": "refusal"}))
@@ -251,7 +252,7 @@ def live(tmp_path_factory):
                summary_poll_interval_s="1", openai_timeout_s="5")
     s.start_workers()
     s.start("beat", "beat")
-    from workers.api import create_app
+    from workers.http.api import create_app
 
     with TestClient(create_app()) as http:
         yield s, fake.fake, http, root
@@ -260,26 +261,18 @@ def live(tmp_path_factory):
 
 
 def _ask(op: str, **params):
-    from workers.graph_tasks import graph_query
+    from workers.query.tasks import graph_query
 
     return graph_query.apply_async((op, params)).get(timeout=60)
 
 
 def _ingest(folder: Path) -> None:
     from workers import client
-    from workers.config import settings
+    from workers.runtime.config import settings
 
     st = client.connect(settings())
     report = client.ingest(st, settings(), client.events_for([folder], settings()), wait=True)
     assert not report.failed, report.failed
-
-
-def _wait_for(predicate, timeout_s: float = 180.0):
-    deadline = time.monotonic() + timeout_s
-    while not (found := predicate()):
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.5)
-    return found
 
 
 def _relations(http, entity: str) -> set[tuple[str, str, str]]:
@@ -291,10 +284,11 @@ def _relations(http, entity: str) -> set[tuple[str, str, str]]:
 
 def _quiet() -> dict:
     """Every relation answer collected and applied: no request waits and the graph equals its rebuild."""
-    from workers import client, summary_tasks
-    from workers.config import settings
+    from workers import client
+    from workers.followups import batch
+    from workers.runtime.config import settings
 
-    totals = summary_tasks.summariser(client.connect(settings())).totals()
+    totals = batch.summariser(client.connect(settings())).totals()
     check = _ask("verify")
     if totals.pending_requests or totals.submitted_requests or not check["versions_match_index"]:
         return {}
@@ -312,9 +306,10 @@ def test_relations_reach_the_graph_api_and_cli_and_follow_edits_and_deletes(live
     for name, text in DOCS.items():
         (folder / name).write_text(text)
     _ingest(folder)
-    _wait_for(lambda: ("out", "supplies", "springfield") in _relations(http, "globex")
-              and ("out", "funds", "shelbyville") in _relations(http, "riverside-water-board"))
-    state = _wait_for(_quiet)
+    wait_for(lambda: ("out", "supplies", "springfield") in _relations(http, "globex")
+             and ("out", "funds", "shelbyville") in _relations(http, "riverside-water-board"),
+             "the typed relations", 180, 0.5)
+    state = wait_for(_quiet, "the relations to settle", 180, 0.5)
     assert state["rebuilt_equals_live"]
     assert _relations(http, "globex") == {("out", "supplies", "springfield"), ("in", "contracts_with", "acme")}
     assert _relations(http, "initech") == set() and _relations(http, "umbrella") == set()  # rejected, never applied
@@ -333,7 +328,8 @@ def test_relations_reach_the_graph_api_and_cli_and_follow_edits_and_deletes(live
     (folder / "contract.md").write_text("# Contract\n\nThe maintenance contract with Globex Corporation was renewed.")
     (folder / "board.md").unlink()
     _ingest(folder)
-    _wait_for(lambda: _relations(http, "globex") == set() and _relations(http, "riverside-water-board") == set())
-    state = _wait_for(_quiet)
+    wait_for(lambda: _relations(http, "globex") == set() and _relations(http, "riverside-water-board") == set(),
+             "the relations to go", 180, 0.5)
+    state = wait_for(_quiet, "the relations to settle", 180, 0.5)
     assert state["rebuilt_equals_live"] and _ask("stats")["relations"] == 0
     assert _relations(http, "acme") == set()

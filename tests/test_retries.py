@@ -8,12 +8,12 @@ import pytest
 
 from pipelines.errors import TransientError
 from schemas.events import Action, Event
-from workers.embedded_redis import EmbeddedRedis
+from workers.cli.embedded_redis import EmbeddedRedis
 
 
 @pytest.fixture
 def eager(eager_state, monkeypatch):
-    from workers import dispatch
+    from workers.runtime import dispatch
 
     handed_on: list[str] = []
     monkeypatch.setitem(dispatch._runners, "redact", handed_on.append)  # parse hands on in place, in memory
@@ -31,11 +31,12 @@ def _event(st, tmp_path) -> Event:
 
 
 def test_transient_error_is_retried_and_then_succeeds(eager, tmp_path, monkeypatch):
-    from workers import sources, tasks
+    from workers.sources import reader
+    from workers.stages.parse import parse
 
     st, handed_on = eager
     ev = _event(st, tmp_path)
-    real, calls = sources.read, []
+    real, calls = reader.read, []
 
     def flaky(*args, **kwargs):
         calls.append(1)
@@ -43,14 +44,15 @@ def test_transient_error_is_retried_and_then_succeeds(eager, tmp_path, monkeypat
             raise TransientError("object store briefly unreachable")
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(sources, "read", flaky)
-    tasks.parse.apply(args=(ev.event_id,))
+    monkeypatch.setattr(reader, "read", flaky)
+    parse.apply(args=(ev.event_id,))
     assert len(calls) == 3 and handed_on == [ev.event_id]
     assert st.dead_letters() == []
 
 
 def test_retries_run_out_into_the_dead_letter_store(eager, tmp_path, monkeypatch):
-    from workers import sources, tasks
+    from workers.sources import reader
+    from workers.stages.parse import parse
 
     st, handed_on = eager
     ev = _event(st, tmp_path)
@@ -58,8 +60,8 @@ def test_retries_run_out_into_the_dead_letter_store(eager, tmp_path, monkeypatch
     def down(*_args, **_kwargs):
         raise ConnectionError("connection refused")
 
-    monkeypatch.setattr(sources, "read", down)
-    tasks.parse.apply(args=(ev.event_id,))
+    monkeypatch.setattr(reader, "read", down)
+    parse.apply(args=(ev.event_id,))
     assert handed_on == []
     (letter,) = st.dead_letters()
     assert letter["stage"] == "parse" and letter["error"] == "gave up after 2 retries: connection refused"
@@ -67,7 +69,7 @@ def test_retries_run_out_into_the_dead_letter_store(eager, tmp_path, monkeypatch
 
 
 def test_a_late_copy_of_a_finished_event_neither_runs_nor_reopens_it(tmp_path):
-    from workers.state import State
+    from workers.runtime.state import State
 
     redis = EmbeddedRedis(tmp_path / "redis", persist=False).start()
     try:

@@ -8,21 +8,21 @@ from __future__ import annotations
 import json
 import socket
 import time
-from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote_plus
 
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
-from harness import Sluice
 
+from conftest import wait_for
+from harness import Sluice
 from pipelines.errors import mib
 from schemas.events import document_id
 from schemas.search import Mode, SearchRequest
-from workers.s3 import key_problem, split_url
-from workers.state import TERMINAL
-from workers.webhooks import sign
+from workers.http.signing import sign
+from workers.runtime.state import TERMINAL
+from workers.sources.s3 import key_problem, split_url
 
 SECRET = "bucket-hook-secret"
 LIMIT = 100_000  # max document bytes in this sluice
@@ -79,28 +79,20 @@ def sluice(tmp_path_factory, endpoint):
 @pytest.fixture(scope="module")
 def st(sluice):
     from workers import client
-    from workers.config import settings
+    from workers.runtime.config import settings
 
     return client.connect(settings())
 
 
 @pytest.fixture(scope="module")
 def bucket(sluice):
-    from workers import s3
-    from workers.config import settings
+    from workers.runtime.config import settings
+    from workers.sources import s3
 
     c = s3.client(settings())
     c.create_bucket(Bucket="docs")
     c.create_bucket(Bucket="hooks")
     return c
-
-
-def wait_for(check: Callable[[], Any], what: str, timeout_s: float = 60) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while not (result := check()):
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.2)
-    return result
 
 
 def keys_found(word: str) -> set[str]:
@@ -181,8 +173,8 @@ def _settled(st, answer: dict[str, Any]) -> None:
 
 
 def test_bucket_notifications_create_overwrite_delete_in_sequencer_order(st, bucket):
-    from workers.config import settings
-    from workers.webhooks import webhook_router
+    from workers.http.webhooks import webhook_router
+    from workers.runtime.config import settings
 
     api = FastAPI()
     api.include_router(webhook_router(st, settings(), documents=dict))
@@ -239,8 +231,8 @@ def _signed(http: TestClient, body: dict[str, Any]) -> Any:
 
 def test_reindex_webhook_rereads_objects_from_the_bucket(st, bucket):
     """Re-index through the real index manifest (every source) and real S3 reads."""
-    from workers.config import settings
-    from workers.webhooks import webhook_router
+    from workers.http.webhooks import webhook_router
+    from workers.runtime.config import settings
 
     api = FastAPI()
     api.include_router(webhook_router(st, settings()))  # documents: the query worker's manifest

@@ -6,7 +6,8 @@ import pytest
 
 from pipelines.errors import PermanentError
 from pipelines.parse import parse_bytes
-from workers.sources import folder_source, read
+from workers.sources.folder import folder_source
+from workers.sources.reader import read
 
 MIB = 1024 * 1024
 

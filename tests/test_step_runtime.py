@@ -42,7 +42,8 @@ def _upserted(st, tmp_path) -> Event:
 def test_an_index_failure_in_graph_apply_is_retried_then_dead_lettered_not_climbing_into_summarise(
     eager_state, tmp_path, monkeypatch
 ):
-    from workers import dispatch, resources, summary_tasks
+    from workers.followups import steps, summaries
+    from workers.runtime import dispatch, resources
 
     st = eager_state
     ev = _upserted(st, tmp_path)
@@ -50,7 +51,7 @@ def test_an_index_failure_in_graph_apply_is_retried_then_dead_lettered_not_climb
     monkeypatch.setattr(resources, "index", lambda: down)
     monkeypatch.setenv(dispatch.QUEUES_ENV, "graph,index")  # graph_apply runs in place after summarise
 
-    result = summary_tasks.summarise.apply(args=(ev.event_id,))
+    result = steps.summarise.apply(args=(ev.event_id,))
 
     assert result.successful() and result.get() == "ok"  # summarise itself finished well
     assert down.calls == 3  # graph_apply in place, then its two retries
@@ -60,20 +61,21 @@ def test_an_index_failure_in_graph_apply_is_retried_then_dead_lettered_not_climb
     info = st.event_info(ev.event_id)
     assert info["status"] == "done" and "error" not in info
     assert st.document(ev.doc_id)["graph_apply_error"] == letter["error"]
-    assert summary_tasks.summary(st, ev.doc_id) is not None  # what summarise did is kept
+    assert summaries.summary(st, ev.doc_id) is not None  # what summarise did is kept
     assert st.in_flight() == 0  # released once the last follow-up ended
     assert not list(st.r.scan_iter("sluice:art:*"))  # and its kept artifacts are gone
 
 
 def test_a_follow_up_whose_event_expired_still_hands_on_and_releases(eager_state, monkeypatch):
-    from workers import dispatch, graph_tasks
+    from workers.followups import steps
+    from workers.runtime import dispatch
 
     st = eager_state
     st.admit("gone")
     ran: list[str] = []
     monkeypatch.setitem(dispatch._runners, "summarise", ran.append)
     monkeypatch.setenv(dispatch.QUEUES_ENV, "graph")
-    assert graph_tasks.graph_extract.apply(args=("gone",)).get() == "expired"
+    assert steps.graph_extract.apply(args=("gone",)).get() == "expired"
     assert ran == ["gone"]  # the next follow-up runs, so the last one releases the event
-    assert graph_tasks.graph_apply.apply(args=("gone",)).get() == "expired"
+    assert steps.graph_apply.apply(args=("gone",)).get() == "expired"
     assert st.in_flight() == 0

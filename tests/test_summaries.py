@@ -11,9 +11,10 @@ import json
 from pathlib import Path
 
 import pytest
-from fake_openai import FakeOpenAI, Served
 from openai import OpenAI
 
+from conftest import wait_for
+from fake_openai import FakeOpenAI, Served
 from pipelines.batches import BatchConfig, BatchSummariser, Hooks, MemoryStore
 from pipelines.summarise import (
     EXTRACTIVE_METHOD,
@@ -26,6 +27,7 @@ from pipelines.summarise import (
     token_counter,
 )
 from schemas.summaries import Summary
+from workers.sources.folder import folder_source
 
 COUNT = TokenCounter("estimate:chars/4", lambda t: max(1, len(t) // 4))
 V1, V2 = "a" * 64, "b" * 64
@@ -336,22 +338,12 @@ def live(tmp_path_factory):
 
 def _documents(folder: Path) -> dict[str, str]:
     from workers import client
-    from workers.config import settings
+    from workers.runtime.config import settings
 
     st = client.connect(settings())
     report = client.ingest(st, settings(), client.events_for([folder], settings()), wait=True)
     assert not report.failed, report.failed
-    return {info["key"]: doc_id for doc_id, info in client.manifest(__import__("workers.sources").sources.folder_source(folder)).items()}
-
-
-def _wait_for(predicate, timeout_s: float = 150.0):
-    import time
-
-    deadline = time.monotonic() + timeout_s
-    while not (found := predicate()):
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.5)
-    return found
+    return {info["key"]: doc_id for doc_id, info in client.manifest(folder_source(folder)).items()}
 
 
 def test_batch_summaries_arrive_redacted_and_are_priced(live):
@@ -359,7 +351,7 @@ def test_batch_summaries_arrive_redacted_and_are_priced(live):
 
     from workers import client
     from workers.cli import app
-    from workers.config import settings
+    from workers.runtime.config import settings
 
     _, fake, root = live
     fake.reply = lambda cid, msgs: "Margaret Holloway (margaret.holloway@example.com) asked for a new pump."
@@ -369,7 +361,8 @@ def test_batch_summaries_arrive_redacted_and_are_priced(live):
     (folder / "handbook.md").write_text((SAMPLES / "water-treatment-handbook.md").read_text())
     docs = _documents(folder)
     st = client.connect(settings())
-    _wait_for(lambda: all(st.document(d).get("summary_kind") == "batch" for d in docs.values()))
+    wait_for(lambda: all(st.document(d).get("summary_kind") == "batch" for d in docs.values()),
+             "batch summaries on every document", 150, 0.5)
     ticket = st.document(docs["ticket.txt"])
     assert "example.com" not in ticket["summary"] and "Holloway" not in ticket["summary"]
     assert "<PERSON_" in ticket["summary"] and ticket["summary_model"] == "gpt-4o-mini"
@@ -387,7 +380,7 @@ def test_batch_summaries_arrive_redacted_and_are_priced(live):
 
 def test_a_batch_survives_a_worker_restart(live):
     from workers import client
-    from workers.config import settings
+    from workers.runtime.config import settings
 
     s, fake, root = live
     fake.modes = ["hang"]
@@ -397,14 +390,16 @@ def test_a_batch_survives_a_worker_restart(live):
     (folder / "levels.csv").write_text((SAMPLES / "reservoir-levels.csv").read_text())
     (folder / "advisory.html").write_text((SAMPLES / "security-advisory.html").read_text())
     docs = _documents(folder)
-    batch_id = _wait_for(lambda: next((b for b in fake.created() if fake.batches[b]["_mode"] == "hang"
-                                       and fake.batches[b]["status"] == "in_progress"), None))
+    batch_id = wait_for(lambda: next((b for b in fake.created() if fake.batches[b]["_mode"] == "hang"
+                                      and fake.batches[b]["status"] == "in_progress"), None),
+                        "a hanging batch in progress", 150, 0.5)
     s.stop("pipeline")  # dies between submit and completion
     fake.batches[batch_id]["_mode"] = "complete"
     s.start("pipeline", "worker", "--concurrency", "2", "--name", "pipeline@test")
     s.wait_for_workers({"pipeline@test"})
     st = client.connect(settings())
-    _wait_for(lambda: all(st.document(d).get("summary_kind") == "batch" for d in docs.values()))
+    wait_for(lambda: all(st.document(d).get("summary_kind") == "batch" for d in docs.values()),
+             "batch summaries on every document", 150, 0.5)
     resent = [b for b in fake.created() if any(docs["levels.csv"] in x["custom_id"] for x in fake.lines(b))]
     assert resent == [batch_id]  # found again, never submitted twice
 
@@ -422,12 +417,12 @@ def _summary_hits(doc_ids) -> dict[str, list]:
 
 
 def test_summaries_are_searchable_and_never_count_as_chunks(live):
-    from fake_openai import default_reply
     from typer.testing import CliRunner
 
-    from workers import client, tasks
+    from fake_openai import default_reply
+    from workers import client
     from workers.cli import app
-    from workers.config import settings
+    from workers.runtime.config import settings
 
     _, fake, root = live
     fake.modes, fake.reply = [], default_reply  # "Summary: " and the document's first words
@@ -437,14 +432,15 @@ def test_summaries_are_searchable_and_never_count_as_chunks(live):
     (folder / "overview.md").write_text((SAMPLES / "sluice-overview.md").read_text())
     docs = _documents(folder)
     st = client.connect(settings())
-    _wait_for(lambda: all(st.document(d).get("summary_kind") == "batch" for d in docs.values()))
+    wait_for(lambda: all(st.document(d).get("summary_kind") == "batch" for d in docs.values()),
+             "batch summaries on every document", 150, 0.5)
 
     def batch_summaries_indexed():  # the extractive summary's point is replaced, not joined, by the batch one
         found = _summary_hits(docs.values())
         return found if all(len(h) == 1 and h[0].summary_method.startswith("OpenAI Batch API")
                             for h in found.values()) else None
 
-    found = _wait_for(batch_summaries_indexed)
+    found = wait_for(batch_summaries_indexed, "batch summaries indexed", 150, 0.5)
     for d, (hit,) in found.items():
         assert hit.kind == "summary" and hit.text == st.document(d)["summary"] and hit.text.startswith("Summary:")
 
@@ -458,12 +454,12 @@ def test_summaries_are_searchable_and_never_count_as_chunks(live):
         "chunk", "summary"}
 
     # chunk-level views ignore summary points: listings, manifests, counts
-    listing = client.ask(tasks.document, (handbook,))
+    listing = client.ask("document", (handbook,))
     assert listing and all("kind" not in p for p in listing)
     assert [p["position"] for p in listing] == list(range(len(listing)))
     indexed = client.manifest(None)
     assert all(indexed[d]["chunks"] == int(st.document(d)["chunks"]) for d in docs.values())
-    assert client.ask(tasks.ping)["chunks"] == sum(info["chunks"] for info in indexed.values())
+    assert client.ask("ping")["chunks"] == sum(info["chunks"] for info in indexed.values())
 
     out = CliRunner().invoke(app, ["search", "water treatment", "--scope", "summaries", "--json"])
     assert out.exit_code == 0, out.output
@@ -486,6 +482,6 @@ def test_summaries_are_searchable_and_never_count_as_chunks(live):
         (hit,) = found[handbook] or [None]
         return hit if hit and found[docs["overview.md"]] == [] and "intake pumps" in hit.text else None
 
-    hit = _wait_for(settled)
+    hit = wait_for(settled, "the summary to settle", 150, 0.5)
     assert hit.text == st.document(handbook)["summary"] and version
     assert _search("sluice overview", scope="summaries", doc_id=docs["overview.md"]) == []

@@ -10,8 +10,9 @@ import hashlib
 import json
 
 import pytest
-from harness import Sluice
 from test_cli import cli, no_traceback
+
+from harness import Sluice
 
 
 @pytest.fixture(scope="module")
@@ -89,9 +90,10 @@ def test_a_prefix_reindex_skips_a_link_out_of_the_folder_with_the_reason(sluice,
 
     from schemas.events import document_id
     from workers import client
-    from workers.config import settings
-    from workers.sources import folder_source
-    from workers.webhooks import sign, webhook_router
+    from workers.http.signing import sign
+    from workers.http.webhooks import webhook_router
+    from workers.runtime.config import settings
+    from workers.sources.folder import folder_source
 
     docs = sluice.root / "hooked"
     (docs / "notes").mkdir(parents=True)

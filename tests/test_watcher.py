@@ -14,8 +14,9 @@ import time
 from pathlib import Path
 
 import pytest
-from harness import Sluice
 
+from conftest import wait_for
+from harness import Sluice
 from schemas.events import document_id
 from schemas.search import Mode, SearchRequest
 
@@ -41,7 +42,7 @@ def inbox(sluice):
 
 @pytest.fixture(scope="module")
 def source(inbox):
-    from workers.sources import folder_source
+    from workers.sources.folder import folder_source
 
     return folder_source(inbox)
 
@@ -66,15 +67,8 @@ def _hits(token: str, k: int = 20):
 
 
 def _wait(condition, what: str, timeout_s: float = 60, sluice: Sluice | None = None):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            extra = f"\nwatcher log:\n{sluice.log('watch')[-3000:]}" if sluice else ""
-            raise AssertionError(f"timed out after {timeout_s:.0f}s waiting until {what}{extra}")
-        time.sleep(0.1)
+    tail = (lambda: f"watcher log:\n{sluice.log('watch')[-3000:]}") if sluice else None
+    return wait_for(condition, what, timeout_s, 0.1, tail)
 
 
 def _keys(token: str) -> set[str]:
@@ -87,7 +81,7 @@ def _sha(path: Path) -> str:
 
 def _state():
     from workers.client import connect
-    from workers.config import settings
+    from workers.runtime.config import settings
 
     return connect(settings())
 

@@ -20,11 +20,11 @@ from typing import Any
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
-from harness import Sluice
 
+from harness import Sluice
 from schemas.events import document_id
-from workers.sources import folder_source
-from workers.webhooks import sign
+from workers.http.signing import sign
+from workers.sources.folder import folder_source
 
 SECRET = "correct horse battery staple"
 BOUND = 4  # max in flight; a bulk job may use half of it
@@ -40,7 +40,7 @@ def sluice(tmp_path_factory):
 @pytest.fixture
 def st(sluice):
     from workers import client
-    from workers.config import settings
+    from workers.runtime.config import settings
 
     state = client.connect(settings())
     state.r.flushdb()
@@ -72,8 +72,8 @@ def _manifest(root: Path) -> dict[str, dict[str, Any]]:
 
 @pytest.fixture
 def http(st, folder):
-    from workers.config import settings
-    from workers.webhooks import webhook_router
+    from workers.http.webhooks import webhook_router
+    from workers.runtime.config import settings
 
     listing = _manifest(folder)  # taken before tests delete files, like an index that lags
     api = FastAPI()
@@ -171,7 +171,7 @@ def test_replayed_delivery_returns_the_same_answer_and_enqueues_nothing(st, http
 
 
 def test_bodies_over_the_limit_are_refused_before_parsing(st, http):
-    from workers.config import settings
+    from workers.runtime.config import settings
 
     big = b'{"scope": "all", "pad": "' + b"x" * settings().webhook_max_body_bytes + b'"}'
     assert post(http, big).status_code == 413  # declared by Content-Length
@@ -195,8 +195,8 @@ def test_invalid_bodies_are_422(st, http, body):
 
 
 def test_without_a_secret_everything_is_refused(st, folder):
-    from workers.config import settings
-    from workers.webhooks import webhook_router
+    from workers.http.webhooks import webhook_router
+    from workers.runtime.config import settings
 
     api = FastAPI()
     api.include_router(webhook_router(st, settings().model_copy(update={"webhook_secret": None}), dict))
@@ -268,7 +268,7 @@ def test_prefix_reindex_runs_to_completion_and_deletes_what_is_gone(st, http, fo
 
 
 def test_the_api_serves_the_webhooks(st):
-    from workers.api import create_app
+    from workers.http.api import create_app
 
     r = TestClient(create_app()).post("/webhooks/reindex", json={"scope": "all"})
     assert r.status_code == 401

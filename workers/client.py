@@ -12,12 +12,13 @@ from typing import Any
 from schemas.events import Event
 from schemas.search import SearchHit, SearchRequest
 from schemas.settings import Settings
-from workers.app import configure
-from workers.config import redis_url
-from workers.embedded_redis import reachable
-from workers.ingress import Ingress, folder_events
-from workers.sources import folder_source, inside
-from workers.state import TERMINAL, State
+from workers.ingress.admission import Ingress
+from workers.ingress.files import folder_events
+from workers.runtime import dispatch
+from workers.runtime.app import configure
+from workers.runtime.config import reachable, redis_url
+from workers.runtime.state import TERMINAL, State
+from workers.sources.folder import folder_source, inside
 
 
 class NotRunning(RuntimeError):
@@ -40,11 +41,11 @@ def connect(s: Settings) -> State:
     return State.from_url(url, s.artifact_ttl_s)
 
 
-def ask(task: Any, args: tuple[Any, ...] = (), timeout_s: float = 30.0, argsrepr: str | None = None) -> Any:
-    """Call a query-worker task and wait; a timed-out call leaves nothing pending behind."""
+def ask(name: str, args: tuple[Any, ...] = (), timeout_s: float = 30.0, argsrepr: str | None = None) -> Any:
+    """Ask the index owner (task ``sluice.<name>``, by name) and wait; a timed-out call leaves nothing pending."""
     from celery.exceptions import TimeoutError as NoAnswer
 
-    result = task.apply_async(args, argsrepr=argsrepr)
+    result = dispatch.publish(name, args, argsrepr=argsrepr)
     try:
         return result.get(timeout=timeout_s)
     except NoAnswer:
@@ -53,18 +54,14 @@ def ask(task: Any, args: tuple[Any, ...] = (), timeout_s: float = 30.0, argsrepr
 
 
 def manifest(source: str | None, timeout_s: float = 30.0) -> dict[str, dict[str, Any]]:
-    from workers import tasks
-
     try:
-        return ask(tasks.manifest, (source,), timeout_s)
+        return ask("manifest", (source,), timeout_s)
     except Exception as exc:
         raise NotRunning(f"the query worker did not answer within {timeout_s:.0f}s ({type(exc).__name__})") from exc
 
 
 def search(req: SearchRequest, timeout_s: float = 30.0) -> list[SearchHit]:
-    from workers import tasks
-
-    hits = ask(tasks.search, (req.model_dump(mode="json"),), timeout_s, argsrepr="(<query>)")
+    hits = ask("search", (req.model_dump(mode="json"),), timeout_s, argsrepr="(<query>)")
     return [SearchHit.model_validate(h) for h in hits]
 
 

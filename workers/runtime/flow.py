@@ -1,7 +1,7 @@
 """The route of an event through sluice, as data: the one place that names the stage order.
 
 Read this module to name every step, the queue it runs on and what follows it.
-Steps hand on by name through ``next_step`` (workers/dispatch.py), so no stage
+Steps hand on by name through ``next_step`` (workers/runtime/dispatch.py), so no stage
 imports the next one, and the queues, the default worker queues, the stage
 marks and the stages recorded per document are all derived from here.
 
@@ -85,7 +85,8 @@ def next_step(name: str) -> str | None:
 
 def route(start: str, skip: frozenset[str] = frozenset()) -> list[str]:
     """The stages an event runs from ``start`` on, leaving out ``skip`` (recorded per document)."""
-    names, name = [], start
+    names: list[str] = []
+    name: str | None = start
     while name is not None:
         if name not in skip:
             names.append(name)

@@ -6,7 +6,7 @@ body loads its references, calls ``pipelines`` and records the result.
 
 Errors end where they happen: each step catches its own body's errors and
 turns them into its own retry or dead letter, and the steps a step runs in
-place after itself (workers/dispatch.py) are wrapped steps too. So a failing
+place after itself (workers/runtime/dispatch.py) are wrapped steps too. So a failing
 follow-up never climbs into the stage before it and never skips that stage's
 done mark.
 
@@ -33,12 +33,11 @@ from celery.exceptions import SoftTimeLimitExceeded
 
 from pipelines.errors import PermanentError, TransientError
 from schemas.events import Event
-from workers import dispatch, resources
-from workers.app import app
-from workers.config import settings
-from workers.runtime import flow
-from workers.state import Expired, State
-from workers.telemetry import count, record
+from workers.runtime import dispatch, flow, resources
+from workers.runtime.app import app
+from workers.runtime.config import settings
+from workers.runtime.state import Expired, State
+from workers.runtime.telemetry import count, record
 
 log = logging.getLogger("sluice.step")
 TRANSIENT = (TransientError, redis.ConnectionError, redis.TimeoutError, ConnectionError, TimeoutError)

@@ -1,0 +1,75 @@
+"""Batch API summaries: the summariser over the Redis record store, and its beat tick.
+
+``summary_tick`` (celery beat) submits, polls and collects batches under a Redis lock; all batch
+state is in Redis, so any worker, restarted or not, carries on where the last tick stopped."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import redis
+
+from pipelines.batches import BatchSummariser, Hooks
+from pipelines.summarise import token_counter
+from workers.followups import relations
+from workers.followups.summaries import (
+    FIELDS,
+    RedisStore,
+    batch_enabled,
+    config,
+    note,
+    openai_client,
+    publish,
+    summary_prompt,
+)
+from workers.runtime import resources
+from workers.runtime.app import app
+from workers.runtime.config import settings
+from workers.runtime.state import P, State
+
+log = logging.getLogger("sluice.summaries")
+
+
+def summariser(st: State, client: Any = None) -> BatchSummariser:
+    hooks = Hooks(
+        current_version=st.indexed_version,
+        deliver=lambda s: publish(st, s),
+        relations=lambda found: relations.deliver(st, found),
+        give_up=lambda doc_id, version, reason: note(st, doc_id, version, summary_error=reason),
+        scrub=lambda text: resources.redactor().redact(text).text,  # the redact stage, again
+    )
+    return BatchSummariser(RedisStore(st.r), config(settings()), hooks, token_counter(), summary_prompt(), client)
+
+
+def forget(st: State, doc_id: str) -> None:
+    st.r.delete(f"{P}summary:{doc_id}")
+    st.r.hdel(f"{P}doc:{doc_id}", *FIELDS)
+    summariser(st).forget(doc_id)
+
+
+@app.task(name="sluice.summary_tick")
+def summary_tick() -> dict[str, Any]:
+    """Beat: recover, poll, collect, submit. One tick at a time across all workers."""
+    if not batch_enabled():
+        return {"enabled": False}
+    st = resources.state()
+    lock = st.r.lock(f"{P}summ:lock", timeout=max(120, int(settings().openai_timeout_s * 8)))
+    if not lock.acquire(blocking=False):
+        return {"busy": True}
+    try:
+        return summariser(st, openai_client()).tick()
+    except Exception as exc:  # noqa: BLE001  (the endpoint is down or slow: the next tick carries on)
+        log.warning("summary tick failed: %s: %s", type(exc).__name__, exc)
+        return {"error": f"{type(exc).__name__}: {exc}"[:300]}
+    finally:
+        try:
+            lock.release()
+        except redis.exceptions.LockError:
+            pass
+
+
+def status(st: State) -> dict[str, Any]:
+    """Summary mode and Batch API cost totals, for ``sluice status``."""
+    totals = summariser(st).totals().model_dump()
+    return {"mode": "batch" if batch_enabled() else "extractive only", "tokens": token_counter().name, **totals}

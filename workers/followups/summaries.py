@@ -1,0 +1,161 @@
+"""Summaries on documents: an extractive one for every document, batch ones when a model is set.
+
+A summary is kept under ``sluice:summary:<doc id>`` and copied onto the document's status hash
+(what ``GET /documents/{id}`` and ``sluice status`` show); both writes are refused if the
+document's content changed meanwhile. Each stored summary is then indexed as a search point in
+the index owner: by ``graph_apply`` at the end of a document's follow-ups, or by
+``summary_index`` for a summary collected from a batch."""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+from typing import Any
+
+import redis
+
+from pipelines.batches import BatchConfig
+from pipelines.summarise import Prompt
+from schemas.events import Event
+from schemas.settings import Settings
+from schemas.summaries import Summary
+from workers.runtime import resources
+from workers.runtime.app import app
+from workers.runtime.config import settings
+from workers.runtime.state import P, State
+
+FIELDS = ("summary", "summary_kind", "summary_method", "summary_model", "summary_version", "summary_error")
+
+
+class RedisStore:
+    """The batch module's record store: JSON values under ``sluice:summ:``."""
+
+    def __init__(self, r: redis.Redis) -> None:
+        self.r = r
+        self.p = f"{P}summ:"
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        raw = self.r.get(self.p + key)
+        return json.loads(raw) if raw else None
+
+    def put(self, key: str, value: dict[str, Any]) -> None:
+        self.r.set(self.p + key, json.dumps(value))
+
+    def add(self, key: str, value: dict[str, Any]) -> bool:
+        return bool(self.r.set(self.p + key, json.dumps(value), nx=True))
+
+    def delete(self, key: str) -> None:
+        self.r.delete(self.p + key)
+
+    def items(self, prefix: str) -> list[tuple[str, dict[str, Any]]]:
+        keys = sorted(self.r.scan_iter(f"{self.p}{prefix}*", count=1000))
+        values = self.r.mget(keys) if keys else []
+        return [(k.decode().removeprefix(self.p), json.loads(v)) for k, v in zip(keys, values) if v]
+
+
+def batch_enabled(s: Settings | None = None) -> bool:
+    s = s or settings()
+    return bool(s.openai_api_key or s.openai_base_url)
+
+
+def config(s: Settings) -> BatchConfig:
+    return BatchConfig(
+        model=s.summary_model, batch_size=s.summary_batch_size, max_age_s=s.summary_batch_age_s,
+        max_attempts=s.summary_max_attempts, input_tokens=s.summary_input_tokens,
+        output_tokens=s.summary_output_tokens, prices=s.summary_prices, discount=s.summary_batch_discount,
+        budget_usd=s.summary_budget_usd,
+    )
+
+
+@cache
+def summary_prompt() -> Prompt:
+    return Prompt.load()
+
+
+def openai_client() -> Any:
+    from openai import OpenAI
+
+    s = settings()
+    key = s.openai_api_key.get_secret_value() if s.openai_api_key else "unused"
+    return OpenAI(api_key=key, base_url=s.openai_base_url, timeout=s.openai_timeout_s, max_retries=1)
+
+
+def summary(st: State, doc_id: str) -> Summary | None:
+    raw = st.r.get(f"{P}summary:{doc_id}")
+    return Summary.model_validate_json(raw) if raw else None
+
+
+def _fields(s: Summary) -> dict[str, str]:
+    return {"summary": s.text, "summary_kind": s.kind, "summary_method": s.method, "summary_model": s.model or "",
+            "summary_version": s.version}
+
+
+def _if_current(st: State, doc_id: str, version: str, write: Any) -> bool:
+    """Run ``write(pipe)`` atomically, only while the document's indexed version is ``version``."""
+    with st.r.pipeline() as pipe:
+        while True:
+            try:
+                pipe.watch(f"{P}docver:{doc_id}")
+                if st.indexed_version(doc_id) != version:
+                    pipe.reset()
+                    return False
+                pipe.multi()
+                write(pipe)
+                pipe.execute()
+                return True
+            except redis.WatchError:
+                continue
+
+
+def store_summary(st: State, s: Summary) -> bool:
+    """Keep a summary and show it on the document; False (and nothing written) if the content changed."""
+
+    def write(pipe: Any) -> None:
+        pipe.set(f"{P}summary:{s.doc_id}", s.model_dump_json())
+        pipe.hset(f"{P}doc:{s.doc_id}", mapping=_fields(s))  # same hash as State.record_indexed
+        pipe.hdel(f"{P}doc:{s.doc_id}", "summary_error")
+
+    return _if_current(st, s.doc_id, s.version, write)
+
+
+def publish(st: State, s: Summary, index: bool = True) -> bool:
+    """Store a summary and (unless the caller indexes it) have the query worker index it; False if the content changed."""
+    if not store_summary(st, s):
+        return False
+    if index:
+        summary_index.delay(s.doc_id)
+    return True
+
+
+def note(st: State, doc_id: str, version: str, **fields: str) -> None:
+    _if_current(st, doc_id, version, lambda pipe: pipe.hset(f"{P}doc:{doc_id}", mapping=fields))
+
+
+def refresh(st: State, event: Event) -> bool:
+    """True if the document needs summarising; else re-shows the kept summary (re-indexing resets the hash)."""
+    kept = summary(st, event.doc_id)
+    if kept is None or kept.version != event.version or event.force:
+        return True
+    store_summary(st, kept)
+    return False
+
+
+def index_summary_of(st: State, doc_id: str) -> str:
+    """Query worker: make the document's summary point match its stored summary (idempotent)."""
+    from pipelines.summary_index import index_summary
+
+    return index_summary(resources.index(), resources.embedder(), resources.bm25(), summary(st, doc_id), doc_id)
+
+
+@app.task(name="sluice.summary_index")
+def summary_index(doc_id: str) -> str:
+    """A summary that arrived from a Batch API job, indexed by the query worker."""
+    return index_summary_of(resources.state(), doc_id)
+
+
+def summary_view(status: dict[str, str]) -> dict[str, str] | None:
+    """The summary fields of a document's status hash, for ``GET /documents/{id}``."""
+    if "summary" not in status:
+        return None
+    return {"text": status["summary"], **{f: status.get(f"summary_{f}", "") for f in ("kind", "method", "model", "version")},
+            **({"error": status["summary_error"]} if status.get("summary_error") else {})}

@@ -1,0 +1,150 @@
+"""HTTP API. It holds no index: searches and document look-ups go to the query worker over Celery."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import FastAPI, HTTPException, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import ValidationError
+
+from schemas.search import Mode, Scope, SearchRequest, SearchResponse, tenant_refusal
+from workers import client
+from workers.followups.summaries import summary_view
+from workers.http.asking import ask
+from workers.http.graph import graph_router
+from workers.http.metrics import metrics_router
+from workers.http.webhooks import webhook_router
+from workers.runtime import dispatch
+from workers.runtime.config import settings
+
+ECHO_CHARS = 100  # of a bad value, echoed in a 422: enough to recognise it, never the whole request
+SEARCH_PARAMS = set(SearchRequest.model_fields) - {"filters"} | {"filter"}
+
+
+def _validated(fields: dict[str, Any]) -> SearchRequest:
+    """Build a request; pydantic's errors become the same 422 FastAPI gives for bad parameters."""
+    try:
+        req = SearchRequest(**fields)
+    except ValidationError as exc:
+        raise RequestValidationError(exc.errors(include_url=False, include_context=False)) from exc
+    if refusal := tenant_refusal(settings().tenants, req.tenant):
+        kind = "value_error" if req.tenant else "missing"
+        raise RequestValidationError([{"loc": ["query", "tenant"], "msg": refusal, "type": kind}])
+    return req
+
+
+def _printable(value: Any) -> Any:
+    """A value a JSON response can carry: strings cut short and lone surrogates escaped, containers dropped."""
+    if isinstance(value, str):
+        cut = value if len(value) <= ECHO_CHARS else value[:ECHO_CHARS] + "..."
+        return cut.encode("utf-8", "backslashreplace").decode("utf-8")
+    return value if value is None or isinstance(value, (bool, int, float)) else None
+
+
+async def _invalid(request: Request, exc: Exception) -> JSONResponse:
+    """422 with what is wrong and where, echoing at most the start of a bad value.
+
+    FastAPI's own handler echoes the whole input (a 1 MB query came back whole) and
+    fails with a 500 on a lone surrogate, which JSON cannot carry as UTF-8."""
+    errors = exc.errors() if isinstance(exc, RequestValidationError) else []
+    detail = [
+        {"loc": [_printable(p) for p in e.get("loc", ())], "msg": _printable(str(e.get("msg", ""))),
+         "type": _printable(str(e.get("type", ""))), **({"input": _printable(e["input"])} if "input" in e else {})}
+        for e in errors
+    ]
+    return JSONResponse({"detail": detail}, status_code=422)
+
+
+def create_app() -> FastAPI:
+    api = FastAPI(title="sluice", version="0.1.0", description="Search what sluice has indexed.")
+    api.add_exception_handler(RequestValidationError, _invalid)
+    state = client.connect(settings())
+    api.include_router(webhook_router(state, settings()))  # POST /webhooks/reindex, /webhooks/s3
+    api.include_router(metrics_router(state))  # GET /metrics (Prometheus; read from Redis when scraped)
+    api.include_router(graph_router())  # GET /graph/entities, /graph/entities/{id}, /graph/path, ...
+
+    @api.get("/healthz")
+    def healthz() -> dict[str, str]:
+        """The API process is alive."""
+        return {"status": "ok"}
+
+    @api.get("/readyz")
+    def readyz() -> JSONResponse:
+        """Redis and the index (through the query worker) both answer."""
+        checks: dict[str, Any] = {}
+        try:
+            state.r.ping()
+            checks["redis"] = "ok"
+        except Exception as exc:
+            checks["redis"] = f"unreachable: {type(exc).__name__}"
+        try:
+            checks["index"] = dispatch.publish("ping").get(timeout=5)
+        except Exception as exc:
+            checks["index"] = f"unreachable: {type(exc).__name__}"
+        ready = checks["redis"] == "ok" and isinstance(checks["index"], dict)
+        return JSONResponse({"status": "ready" if ready else "unavailable", **checks}, status_code=200 if ready else 503)
+
+    def run(req: SearchRequest) -> SearchResponse:
+        started = time.perf_counter()
+        raw = ask("search", (req.model_dump(mode="json"),), argsrepr="(<query>)")
+        took = (time.perf_counter() - started) * 1e3
+        return SearchResponse(query=req.q, mode=req.mode, hits=raw, took_ms=took)
+
+    @api.get("/search", response_model=SearchResponse)
+    def search_get(
+        request: Request,
+        q: Annotated[str, Query(description="What to look for.")],
+        k: int = 10,
+        mode: Mode = Mode.hybrid,
+        tenant: str | None = None,
+        doc_id: str | None = None,
+        file_type: str | None = None,
+        prefix: str | None = None,
+        created_after: datetime | None = None,
+        created_before: datetime | None = None,
+        updated_after: datetime | None = None,
+        updated_before: datetime | None = None,
+        group_by_document: bool = False,
+        scope: Scope = Scope.chunks,
+        filter: Annotated[list[str], Query(description="field:value, repeatable")] = [],  # noqa: B006
+    ) -> SearchResponse:
+        unknown = sorted(set(request.query_params) - SEARCH_PARAMS)
+        if unknown:
+            raise RequestValidationError(
+                [{"loc": ["query", u], "msg": "unknown parameter", "type": "extra_forbidden"} for u in unknown]
+            )
+        pairs = [f.split(":", 1) for f in filter]
+        if any(len(p) != 2 for p in pairs):
+            raise RequestValidationError([{"loc": ["query", "filter"], "msg": "use field:value", "type": "value_error"}])
+        fields = {k_: v for k_, v in locals().items() if k_ in SearchRequest.model_fields and v is not None}
+        return run(_validated({**fields, "filters": dict(pairs)}))
+
+    @api.post("/search", response_model=SearchResponse)
+    def search_post(body: dict[str, Any]) -> SearchResponse:
+        return run(_validated(body))
+
+    @api.get("/documents/{doc_id}")
+    def get_document(doc_id: str, tenant: str | None = None) -> dict[str, Any]:
+        """Metadata, chunk list and pipeline status of one document."""
+        status = state.document(doc_id)
+        chunks = ask("document", (doc_id,))
+        if not status and not chunks:
+            raise HTTPException(404, f"no document {doc_id}")
+        owner = chunks[0].get("tenant") if chunks else status.get("tenant")
+        if settings().tenants and owner != tenant:
+            raise HTTPException(404, f"no document {doc_id}")  # never confirm another tenant's document
+        return {
+            "doc_id": doc_id,
+            "status": status,
+            "summary": summary_view(status),  # extractive or batch, as "kind" says
+            "chunks": [
+                {k: c.get(k) for k in ("position", "chunk_hash", "section", "page", "text", "updated_at")}
+                for c in chunks
+            ],
+        }
+
+    return api

@@ -1,0 +1,86 @@
+"""What the index owner answers: searches, documents, manifests and graph questions.
+
+Query tasks return indexed text, keys and entities to their caller only: the worker's "succeeded"
+log line and Flower's task-succeeded event show the result cut to its shape (``CONTENT_RESULT``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pipelines.errors import PermanentError
+from schemas.search import Mode, SearchRequest, tenant_refusal
+from workers.followups.graphs import graphs
+from workers.runtime import resources
+from workers.runtime.app import CONTENT_RESULT, app
+from workers.runtime.config import settings
+
+
+@app.task(name="sluice.manifest", **CONTENT_RESULT)
+def manifest(source: str | None = None) -> dict[str, dict[str, Any]]:
+    """What the index holds for one source, or all: {doc_id: {key, source, tenant, version, chunks}}."""
+    return resources.index().documents(source)
+
+
+@app.task(name="sluice.search", **CONTENT_RESULT)
+def search(request: dict[str, Any]) -> list[dict[str, Any]]:
+    from pipelines.search import search as run_search
+
+    req = SearchRequest.model_validate(request)
+    if req.mode in (Mode.graph, Mode.mix):
+        return graph_search(req)
+    hits = run_search(resources.index(), resources.embedder(), resources.bm25(), req, tenants=settings().tenants)
+    return [h.model_dump() for h in hits]
+
+
+@app.task(name="sluice.document", **CONTENT_RESULT)
+def document(doc_id: str) -> list[dict[str, Any]]:
+    """The indexed chunks of one document, in order (payloads without vectors)."""
+    return sorted(resources.index().payloads({"doc_id": doc_id}), key=lambda p: p["position"])
+
+
+@app.task(name="sluice.ping")
+def ping() -> dict[str, int]:
+    """Proves the query worker and its index answer; returns the number of indexed chunks."""
+    return {"chunks": resources.index().count()}
+
+
+@app.task(name="sluice.texts", **CONTENT_RESULT)
+def texts(source: str) -> list[str]:
+    """Every indexed chunk text of one source, in document order (benchmarks re-embed them)."""
+    payloads = resources.index().payloads({"source": source})
+    return [p["text"] for p in sorted(payloads, key=lambda p: (p["doc_id"], p["position"]))]
+
+
+@app.task(name="sluice.graph_query", **CONTENT_RESULT)
+def graph_query(op: str, params: dict[str, Any]) -> Any:
+    """Every graph read, answered from the query worker's graph (see pipelines/graph.py)."""
+    from pipelines.graph_query import run
+
+    return run(graphs(), resources.index(), op, params)
+
+
+@app.task(name="sluice.graph_communities")
+def graph_communities() -> int:
+    """Beat: recompute communities of every graph that changed, so the API answers from cache."""
+    gs = graphs()
+    return sum(len(gs.communities(None if part == "*" else part)) for part in list(gs.graphs))
+
+
+def graph_search(req: SearchRequest) -> list[dict[str, Any]]:
+    """Modes ``graph`` and ``mix`` of the search task (query worker)."""
+    from pipelines.graph_query import graph_hits, mix
+    from pipelines.search import search, where
+
+    s = settings()
+    if refusal := tenant_refusal(s.tenants, req.scoped_tenant):
+        raise PermanentError(refusal)
+    gs = graphs()
+    with gs.lock:
+        hits = graph_hits(gs.graph(req.scoped_tenant), resources.index(), req.q, req.k, where(req), s.graph_hops,
+                          req.group_by_document)
+    if req.mode == Mode.mix:
+        hybrid = search(resources.index(), resources.embedder(), resources.bm25(),
+                        req.model_copy(update={"mode": Mode.hybrid}), tenants=s.tenants)
+        hits = mix(hits, hybrid, req.k, req.group_by_document)
+    return [h.model_dump() for h in hits]

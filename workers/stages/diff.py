@@ -1,0 +1,24 @@
+"""Diff: compare the chunks with what the index holds; only new chunks go on to embed."""
+
+from __future__ import annotations
+
+from pipelines import diff as diffing
+from schemas.events import Event
+from workers.runtime import dispatch, resources
+from workers.runtime.state import State
+from workers.runtime.step import step
+from workers.stages.chunk import chunks_of
+from workers.stages.indexing import index_document
+
+
+@step("diff")
+def diff(st: State, event: Event) -> None:
+    chunks = chunks_of(st, event.event_id)
+    indexed = resources.index().chunk_hashes(event.doc_id)
+    chunk_plan = diffing.plan(chunks, indexed, force=event.force, space=resources.embedder().space)
+    st.put_json("plan", event.event_id, chunk_plan.model_dump_json())
+    if chunk_plan.embed:
+        dispatch.hand_on_next("diff", event.event_id)
+        return
+    same_version = all(p.get("doc_version") == event.version for p in indexed.values())
+    index_document(st, event, vectors_needed=False, unchanged=same_version and not chunk_plan.delete)
