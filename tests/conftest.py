@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import inspect
 import os
+import re
 import time
 from collections.abc import Callable
+from functools import cache
 from pathlib import Path
 from typing import TypeVar
 
@@ -26,6 +29,38 @@ def wait_for(check: Callable[[], T], what: str = "the condition", timeout_s: flo
             raise AssertionError(f"timed out after {timeout_s:.0f}s waiting for {what}{extra}")
         time.sleep(every_s)
     return found
+
+
+# What makes a test an integration test (directly, through a fixture or a helper of its module): it starts
+# Redis, workers or a process, builds a model of its own (an ONNX export, torch), or reads the shared data.
+STARTS_SOMETHING = re.compile(
+    r"\bSluice\(|LocalSluice|EmbeddedRedis|start_workers|subprocess\.|\bcli\(|Embedder\(backend=|SentenceTransformer\("
+    r"|\bshared_docs\b")
+
+
+@cache
+def _starts_something(func: object) -> bool:
+    try:
+        return bool(STARTS_SOMETHING.search(inspect.getsource(func)))  # type: ignore[arg-type]
+    except (OSError, TypeError):
+        return False
+
+
+def _helpers(func: object) -> list[object]:
+    """The module's own functions and classes a test or fixture calls (one level deep)."""
+    code, names = getattr(func, "__code__", None), getattr(func, "__globals__", {})
+    found = [names.get(n) for n in (code.co_names if code else ())]
+    return [f for f in found if inspect.isfunction(f) or inspect.isclass(f)
+            if getattr(f, "__module__", None) == getattr(func, "__module__", "")]
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test ``unit`` or ``integration`` (``pytest -m unit`` runs in well under a minute)."""
+    for item in items:
+        funcs = [getattr(item, "function", None)]
+        funcs += [d.func for defs in item._fixtureinfo.name2fixturedefs.values() for d in defs]  # type: ignore[attr-defined]
+        funcs += [h for f in funcs for h in _helpers(f)]
+        item.add_marker("integration" if any(_starts_something(f) for f in funcs if f) else "unit")
 
 
 @pytest.fixture(scope="session")
