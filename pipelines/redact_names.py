@@ -214,12 +214,7 @@ def _subject_name(doc: Doc, run: list[Token], label: str, cased: bool) -> bool:
     nxt = doc[token.i + 1] if token.i + 1 < len(doc) else None
     if not (_opens_sentence(doc, token) and nxt is not None and (nxt.tag_.startswith("VB") or nxt.tag_ == "MD")):
         return False
-    return _spoken_of_as_person(doc, token)
-
-
-def _spoken_of_as_person(doc: Doc, token: Token) -> bool:
-    """A person is spoken of as one ("... depend on him", "given Stacy his address"); "Sluice watches
-    a folder" is not."""
+    # A person is spoken of as one ("... depend on him", "given Stacy his address"); "Sluice watches a folder" is not.
     return any(t.lower_ in _PERSONAL_PRONOUNS for t in doc[token.i + 1 : token.i + 25])
 
 
@@ -259,10 +254,6 @@ def person_runs(doc: Doc, text: str, cased: bool) -> list[tuple[int, int, float]
         before = _previous_word(doc, run[0])
         after_locative = before in _LOCATIVE or (label and before in _DETERMINERS) or _surface(run) in places
         if not label:
-            speaker = run[-1].i + 1 < len(doc) and doc[run[-1].i + 1].text.startswith(":")  # "Kalman: ..."
-            if (len(words) == 1 and _opens_sentence(doc, run[0]) and not speaker
-                    and not _spoken_of_as_person(doc, run[0])):
-                continue  # "Globex keeps the report": one word opening a sentence is as often a company
             score = 0.55
         elif label in _PLACE_LABELS or label in _OTHER_LABELS:
             if after_locative or _REGION_AFTER.match(text, end):
