@@ -234,8 +234,9 @@ def person_runs(doc: Doc, text: str, cased: bool) -> list[tuple[int, int, float]
         if not run:
             continue
         words = [t for t in run if t.lower_ not in _PARTICLES]
-        if any(t.lower_.strip(".") in _ORG_WORDS for t in words):
-            continue
+        after = doc[run[-1].i + 1].lower_.strip(".") if run[-1].i + 1 < len(doc) else ""
+        if after in _ORG_WORDS or any(t.lower_.strip(".") in _ORG_WORDS for t in words):
+            continue  # "Globex Corp.", "Cantrell Ltd."
         start, end = run[0].idx, run[-1].idx + len(run[-1])
         label = labels[start] = _label(ents, start, end)
         # Untyped, a word usually written capitalised counts as a name ("Jordan", "Schulz"); against

@@ -20,7 +20,7 @@ def http(tmp_path_factory):
     s.start_workers()
     for tenant, name, text in (
         ("acme", "acme/plan.md", "# Plan\n\nProject Nightjar ships the ORD-2024-8821 pump retrofit in March."),
-        ("globex", "globex/secret.md", "# Secret\n\nGlobex keeps the ORD-2024-8821 incident report under seal."),
+        ("globex", "globex/secret.md", "# Secret\n\nGlobex Corp. keeps the ORD-2024-8821 incident report under seal."),
     ):
         os.environ["SLUICE_TENANT"] = tenant
         config.settings.cache_clear()
@@ -69,7 +69,7 @@ def test_a_tenant_never_sees_another_tenants_chunks(http):
     assert http.get(f"/documents/{globex_doc}", params={"tenant": "acme"}).status_code == 404
     assert http.get(f"/documents/{globex_doc}").status_code == 404
     doc = http.get(f"/documents/{globex_doc}", params={"tenant": "globex"})
-    assert doc.status_code == 200 and "Globex keeps" in doc.json()["chunks"][0]["text"]
+    assert doc.status_code == 200 and "Globex Corp. keeps" in doc.json()["chunks"][0]["text"]
     assert http.get(f"/search?q=Globex&doc_id={globex_doc}&tenant=acme").json()["hits"] == []
 
 
