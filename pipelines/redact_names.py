@@ -4,11 +4,12 @@ The small model's recogniser calls many people ORG or GPE ("Valtteri is very
 reliable" -> ORG, "Turgeon, Guerra and Ewing" -> ORG, ORG, GPE) and misses
 others outright. Its tagger is steadier: it still tags those words as proper
 nouns (NNP), in lower-case text too. A proper noun that is not an English word
-is most often a name, so a run of proper nouns holding at least one word that
-the model's own English lexicon (the lemmatizer's WordNet index, shipped with
-the model) does not know is taken as a person, unless the recogniser or the
-words around it say it is a place or an organisation. Known words ("Stanley
-Cup", "Team", "Texas", "Library") never make a name on their own.
+is most often a name, so a run of proper nouns holding a word that the model's
+own lexicon (the lemmatizer's WordNet index) does not know, or that people write
+capitalised far more often than not (spaCy's English word-frequency table), is
+taken as a person, unless the recogniser or the words around it say place or
+organisation. Common words ("Stanley Cup", "Team", "Library") never make a name
+on their own; people listed with a person are people too.
 """
 
 from __future__ import annotations
