@@ -63,6 +63,17 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         item.add_marker("integration" if any(_starts_something(f) for f in funcs if f) else "unit")
 
 
+@pytest.fixture(scope="module")
+def sluice(tmp_path_factory):
+    """A private sluice of default settings with every worker running, one per test module."""
+    from harness import Sluice
+
+    running = Sluice(tmp_path_factory.mktemp("sluice"))
+    running.start_workers()
+    yield running
+    running.close()
+
+
 @pytest.fixture(scope="session")
 def embedder():
     from pipelines.embed import Embedder

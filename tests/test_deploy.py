@@ -15,7 +15,6 @@ import re
 import subprocess
 import sys
 import tomllib
-from pathlib import Path
 
 import pytest
 import yaml
@@ -23,7 +22,8 @@ import yaml
 from schemas.settings import Settings
 from workers.runtime.flow import ALL_QUEUES, PIPELINE_QUEUES, QUERY_QUEUES
 
-ROOT = Path(__file__).resolve().parents[1]
+from harness import ROOT
+
 DEPLOY = ROOT / "deploy"
 MANIFESTS = sorted((DEPLOY / "k8s").rglob("*.yaml"))
 SETTING = re.compile(r"\b(SLUICE_[A-Z0-9_]+|REDIS_URL|QDRANT_URL|QDRANT_API_KEY)\b")

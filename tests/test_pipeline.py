@@ -10,18 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from harness import Sluice
+from harness import SAMPLES
 from schemas.search import Mode, SearchRequest
 
-SAMPLES = Path(__file__).resolve().parents[1] / "samples"
-
-
-@pytest.fixture(scope="module")
-def sluice(tmp_path_factory):
-    s = Sluice(tmp_path_factory.mktemp("sluice"))
-    s.start_workers()
-    yield s
-    s.close()
 
 
 @pytest.fixture

@@ -22,11 +22,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from harness import Sluice
+from harness import ROOT, SLUICE, Sluice
 
-ROOT = Path(__file__).resolve().parents[1]
-_script = Path(sys.executable).with_name("sluice")
-SLUICE = [str(_script)] if _script.exists() else [sys.executable, "-m", "workers.cli"]
 AUTH = ("operator", "correct-horse-battery")
 CORE_STAGES = ("parse", "redact", "chunk", "diff", "embed", "upsert")
 FOLLOW_UPS = ("graph_extract", "graph_apply", "summarise")  # when a worker consumes the "graph" queue

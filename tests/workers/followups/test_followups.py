@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 
-from harness import Sluice
+from harness import SAMPLES, Sluice
 from schemas.search import Mode, SearchRequest
 
-SAMPLES = Path(__file__).resolve().parents[1] / "samples"
 
 
 def test_followups_off_indexes_without_graph_or_summaries(tmp_path):

@@ -21,7 +21,7 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from harness import Sluice
+from harness import ROOT, Sluice
 from schemas.events import document_id
 from workers.http.signing import sign
 from workers.sources.folder import folder_source
@@ -284,7 +284,7 @@ def test_the_documented_curl_example_works_against_a_running_api(sluice, st, fol
         port = s.getsockname()[1]
     sluice.start("api", "api", "--port", str(port))
     doc_id = _doc(st, folder, "other/a.md")
-    doc = (Path(__file__).resolve().parents[1] / "docs" / "webhooks.md").read_text()
+    doc = (ROOT / "docs" / "webhooks.md").read_text()
     script = doc.split("```sh\n", 1)[1].split("```", 1)[0]
     script = (script.replace("the value of SLUICE_WEBHOOK_SECRET", SECRET)
               .replace("0123456789abcdef0123456789abcdef", doc_id).replace(":8000/", f":{port}/"))

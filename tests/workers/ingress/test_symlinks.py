@@ -10,17 +10,8 @@ import hashlib
 import json
 
 import pytest
-from test_cli import cli, no_traceback
 
-from harness import Sluice
-
-
-@pytest.fixture(scope="module")
-def sluice(tmp_path_factory):
-    s = Sluice(tmp_path_factory.mktemp("links"))
-    s.start_workers()
-    yield s
-    s.close()
+from harness import cli, no_traceback, searchable
 
 
 @pytest.fixture
@@ -37,13 +28,6 @@ def _secret(outside) -> str:  # type: ignore[no-untyped-def]
     return (outside / "passwd").read_text().split(":")[4]
 
 
-def _searchable(token: str) -> bool:
-    from schemas.search import Mode, SearchRequest
-    from workers.client import search
-
-    return any(token in h.text for h in search(SearchRequest(q=token, mode=Mode.lexical, k=5)))
-
-
 def test_a_file_argument_that_links_outside_its_folder_is_refused(sluice, outside):
     docs = sluice.root / "single"
     docs.mkdir()
@@ -51,7 +35,7 @@ def test_a_file_argument_that_links_outside_its_folder_is_refused(sluice, outsid
     result = cli(sluice.env, "ingest", str(docs / "passwd.txt"), "--wait", "--json", cwd=sluice.root)
     no_traceback(result)
     assert result.returncode != 0 and "outside" in result.stderr and "passwd.txt" in result.stderr, result.stderr
-    assert not _searchable(_secret(outside))
+    assert not searchable(_secret(outside))
 
 
 def test_a_folder_argument_refuses_its_links_to_outside_files(sluice, outside):
@@ -66,7 +50,7 @@ def test_a_folder_argument_refuses_its_links_to_outside_files(sluice, outside):
     assert report["indexed"] == 1
     (failed,) = report["failed"]
     assert failed["path"] == "passwd.txt" and "outside" in failed["error"], failed
-    assert _searchable("quarrelwick") and not _searchable(_secret(outside))
+    assert searchable("quarrelwick") and not searchable(_secret(outside))
 
 
 def test_a_linked_folder_inside_the_inbox_is_confined_to_the_inbox(sluice, outside):
@@ -78,7 +62,7 @@ def test_a_linked_folder_inside_the_inbox_is_confined_to_the_inbox(sluice, outsi
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     assert report["indexed"] == 0 and [f["path"] for f in report["failed"]] == ["etc/passwd"], report
-    assert not _searchable(_secret(outside))
+    assert not searchable(_secret(outside))
 
 
 def test_a_prefix_reindex_skips_a_link_out_of_the_folder_with_the_reason(sluice, outside):

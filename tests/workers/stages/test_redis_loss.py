@@ -8,19 +8,8 @@ from __future__ import annotations
 
 import json
 
-import pytest
-from test_cli import cli
-from test_symlinks import _searchable
 
-from harness import Sluice
-
-
-@pytest.fixture(scope="module")
-def sluice(tmp_path_factory):
-    s = Sluice(tmp_path_factory.mktemp("redisloss"))
-    s.start_workers()
-    yield s
-    s.close()
+from harness import Sluice, cli, searchable
 
 
 def _ingest(sluice: Sluice, folder) -> dict:  # type: ignore[no-untyped-def]
@@ -38,7 +27,7 @@ def test_a_delete_reaches_the_index_after_redis_forgot_the_document(sluice):
     (docs / "gone.txt").write_text("The wimbrelfoot survey of the lower weir, soon to be removed.")
     (docs / "kept.txt").write_text("The kept note about the upper weir and its eel pass.")
     assert _ingest(sluice, docs)["indexed"] == 2
-    assert _searchable("wimbrelfoot")
+    assert searchable("wimbrelfoot")
 
     r = connect(settings()).r  # Redis forgot all sluice recorded (only Celery's queue bindings are left)
     r.delete(*r.keys("sluice:*"))
@@ -47,4 +36,4 @@ def test_a_delete_reaches_the_index_after_redis_forgot_the_document(sluice):
     report = _ingest(sluice, docs)
     assert report["deleted"] == 1, report
     assert report["chunks_embedded"] == 0, report  # the kept file's chunks are still in the index
-    assert not _searchable("wimbrelfoot") and _searchable("eel pass")
+    assert not searchable("wimbrelfoot") and searchable("eel pass")

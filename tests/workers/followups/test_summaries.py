@@ -14,6 +14,7 @@ import pytest
 from openai import OpenAI
 
 from conftest import wait_for
+from harness import SAMPLES
 from fake_openai import FakeOpenAI, Served
 from pipelines.batches import BatchConfig, BatchSummariser, Hooks, MemoryStore
 from pipelines.summarise import (
@@ -317,7 +318,6 @@ def test_long_documents_are_summarised_map_reduce_and_scrubbed(world):
 
 # --------------------------------------------------------------------------- through Redis, Celery and beat
 
-SAMPLES = Path(__file__).resolve().parents[1] / "samples"
 
 
 @pytest.fixture(scope="module")
@@ -328,7 +328,7 @@ def live(tmp_path_factory):
     root = tmp_path_factory.mktemp("summaries")
     s = Sluice(root, openai_base_url=fake.url, summary_batch_size="2", summary_batch_age_s="2",
                summary_poll_interval_s="1", openai_timeout_s="5",
-               graph_relations="false")  # summaries only here; relations ride along in tests/test_relations.py
+               graph_relations="false")  # summaries only here; relations ride along in tests/workers/followups/test_relations.py
     s.start_workers()
     s.start("beat", "beat")
     yield s, fake.fake, root

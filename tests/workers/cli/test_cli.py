@@ -14,7 +14,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -23,19 +22,11 @@ import httpx
 import psutil
 import pytest
 
-from harness import Sluice
+from harness import SAMPLES, SLUICE, cli, no_traceback
 
-ROOT = Path(__file__).resolve().parents[1]
-SAMPLES = ROOT / "samples"
-_script = Path(sys.executable).with_name("sluice")
-SLUICE = [str(_script)] if _script.exists() else [sys.executable, "-m", "workers.cli"]
 REPORT_KEYS = {"documents", "indexed", "unchanged", "deleted", "failed", "chunks_embedded", "chunks_reused",
                "chunks_deleted", "elapsed_s"}
 OWN_VARS = ("REDIS_URL", "QDRANT_URL", "SLUICE_DATA_DIR", "SLUICE_INBOX", "SLUICE_API_PORT", "SLUICE_FLOWER_PORT")
-
-
-def cli(env: dict[str, str], *args: str, cwd: Path, timeout: float = 180) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*SLUICE, *args], check=False, env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout)
 
 
 def clean_env(**extra: str) -> dict[str, str]:
@@ -66,10 +57,6 @@ def json_objects(text: str) -> list[dict]:
         while i < len(text) and text[i].isspace():
             i += 1
     return out
-
-
-def no_traceback(result: subprocess.CompletedProcess[str]) -> None:
-    assert "Traceback" not in result.stdout + result.stderr, result.stdout + result.stderr
 
 
 # -- sluice up (runs first, before the harness sluice below exists) ------------------------------
@@ -201,14 +188,6 @@ def test_ingest_without_a_running_sluice_says_so_plainly(tmp_path, redis):
 
 
 # -- against a private sluice -------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def sluice(tmp_path_factory):
-    s = Sluice(tmp_path_factory.mktemp("cli"))
-    s.start_workers()
-    yield s
-    s.close()
 
 
 @pytest.fixture(scope="module")
