@@ -26,7 +26,7 @@ from workers.followups.summaries import (
 from workers.runtime import resources
 from workers.runtime.app import app
 from workers.runtime.config import settings
-from workers.runtime.state import P, State
+from workers.runtime.state import State, keys
 
 log = logging.getLogger("sluice.summaries")
 
@@ -43,8 +43,8 @@ def summariser(st: State, client: Any = None) -> BatchSummariser:
 
 
 def forget(st: State, doc_id: str) -> None:
-    st.r.delete(f"{P}summary:{doc_id}")
-    st.r.hdel(f"{P}doc:{doc_id}", *FIELDS)
+    st.r.delete(keys.summary(doc_id))
+    st.r.hdel(keys.document(doc_id), *FIELDS)
     summariser(st).forget(doc_id)
 
 
@@ -54,7 +54,7 @@ def summary_tick() -> dict[str, Any]:
     if not batch_enabled():
         return {"enabled": False}
     st = resources.state()
-    lock = st.r.lock(f"{P}summ:lock", timeout=max(120, int(settings().openai_timeout_s * 8)))
+    lock = st.r.lock(keys.SUMMARY_LOCK, timeout=max(120, int(settings().openai_timeout_s * 8)))
     if not lock.acquire(blocking=False):
         return {"busy": True}
     try:

@@ -14,7 +14,7 @@ from celery.signals import worker_ready
 
 from workers.runtime import resources
 from workers.runtime.config import settings
-from workers.runtime.state import P
+from workers.runtime.state import keys
 
 if TYPE_CHECKING:
     from pipelines.graph import GraphSet
@@ -25,7 +25,7 @@ _lock = threading.Lock()
 
 def marker(doc_id: str) -> str:
     """Redis key: the document version whose contribution the query worker applied (a cache)."""
-    return f"{P}graphver:{doc_id}"
+    return keys.graph_version(doc_id)
 
 
 def graphs() -> GraphSet:

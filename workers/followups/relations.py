@@ -26,7 +26,7 @@ from workers.followups.summaries import batch_enabled
 from workers.runtime import resources
 from workers.runtime.app import app
 from workers.runtime.config import settings
-from workers.runtime.state import P, State
+from workers.runtime.state import State, keys
 
 log = logging.getLogger("sluice.relations")
 WAIT_RETRIES = 10  # a relation answer may overtake graph_apply by this many short waits
@@ -50,7 +50,7 @@ def request(b: BatchSummariser, contribution: DocContribution, chunks: list[Chun
 
 
 def _key(token: str) -> str:
-    return f"{P}relations:{token}"
+    return keys.relations(token)
 
 
 def deliver(st: State, found: ChunkRelations) -> bool:

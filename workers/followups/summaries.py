@@ -22,7 +22,7 @@ from schemas.summaries import Summary
 from workers.runtime import resources
 from workers.runtime.app import app
 from workers.runtime.config import settings
-from workers.runtime.state import P, State
+from workers.runtime.state import State, keys
 
 FIELDS = ("summary", "summary_kind", "summary_method", "summary_model", "summary_version", "summary_error")
 
@@ -32,7 +32,7 @@ class RedisStore:
 
     def __init__(self, r: redis.Redis) -> None:
         self.r = r
-        self.p = f"{P}summ:"
+        self.p = keys.SUMMARY_BATCHES
 
     def get(self, key: str) -> dict[str, Any] | None:
         raw = self.r.get(self.p + key)
@@ -81,7 +81,7 @@ def openai_client() -> Any:
 
 
 def summary(st: State, doc_id: str) -> Summary | None:
-    raw = st.r.get(f"{P}summary:{doc_id}")
+    raw = st.r.get(keys.summary(doc_id))
     return Summary.model_validate_json(raw) if raw else None
 
 
@@ -95,7 +95,7 @@ def _if_current(st: State, doc_id: str, version: str, write: Any) -> bool:
     with st.r.pipeline() as pipe:
         while True:
             try:
-                pipe.watch(f"{P}docver:{doc_id}")
+                pipe.watch(keys.document_version(doc_id))
                 if st.indexed_version(doc_id) != version:
                     pipe.reset()
                     return False
@@ -111,9 +111,9 @@ def store_summary(st: State, s: Summary) -> bool:
     """Keep a summary and show it on the document; False (and nothing written) if the content changed."""
 
     def write(pipe: Any) -> None:
-        pipe.set(f"{P}summary:{s.doc_id}", s.model_dump_json())
-        pipe.hset(f"{P}doc:{s.doc_id}", mapping=_fields(s))  # same hash as State.record_indexed
-        pipe.hdel(f"{P}doc:{s.doc_id}", "summary_error")
+        pipe.set(keys.summary(s.doc_id), s.model_dump_json())
+        pipe.hset(keys.document(s.doc_id), mapping=_fields(s))  # same hash as State.record_indexed
+        pipe.hdel(keys.document(s.doc_id), "summary_error")
 
     return _if_current(st, s.doc_id, s.version, write)
 
@@ -128,7 +128,7 @@ def publish(st: State, s: Summary, index: bool = True) -> bool:
 
 
 def note(st: State, doc_id: str, version: str, **fields: str) -> None:
-    _if_current(st, doc_id, version, lambda pipe: pipe.hset(f"{P}doc:{doc_id}", mapping=fields))
+    _if_current(st, doc_id, version, lambda pipe: pipe.hset(keys.document(doc_id), mapping=fields))
 
 
 def refresh(st: State, event: Event) -> bool:

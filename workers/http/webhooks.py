@@ -27,7 +27,7 @@ from workers import client
 from workers.http.reindex_jobs import Documents, ReindexJobs, reindex_event
 from workers.http.signing import Refusal, parse_body, read_body, verify
 from workers.ingress.admission import Full, Ingress
-from workers.runtime.state import P, State
+from workers.runtime.state import State, keys
 from workers.sources import s3
 
 SUBMIT_TIMEOUT_S = 0.2  # how long a webhook waits for room before answering 503
@@ -167,7 +167,7 @@ class Webhooks:
         source = s3.s3_source(bucket)
         doc_id = document_id(source, key)
         try:
-            with self.st.r.lock(f"{P}lock:s3:{doc_id}", timeout=120, blocking_timeout=10):
+            with self.st.r.lock(keys.s3_lock(doc_id), timeout=120, blocking_timeout=10):
                 last = self.st.sequencer(doc_id)
                 if seq and last and _sequence(seq) <= _sequence(last):
                     return {"outcome": "stale", "sequencer": seq}

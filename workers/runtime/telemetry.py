@@ -21,13 +21,11 @@ from celery import current_task
 from celery.signals import task_postrun, task_prerun
 
 from workers.runtime import resources
-from workers.runtime.state import P
+from workers.runtime.state import keys
 
 log = logging.getLogger("sluice.telemetry")
 BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, math.inf)
 PROGRESS_EVERY = 128  # items (paragraphs, chunks) per progress step of a long document
-LATENCY = f"{P}latency:"  # + task name without "sluice.": hash {bucket upper bound: count, "sum": seconds}
-RUNS = f"{P}runs"  # hash {"<task>|<outcome>": count}
 _started: dict[str, float] = {}  # task id -> perf_counter at start (one process; threads use distinct ids)
 
 T = TypeVar("T")
@@ -51,38 +49,38 @@ def observe(r: redis.Redis, task: str, seconds: float, outcome: str, cpu_s: floa
 def count(pipe: Any, task: str, seconds: float, outcome: str, cpu_s: float | None = None) -> None:
     """Queue one run's counts on a pipeline (a stage sends them with its done mark); ``cpu_s`` is
     the thread's CPU time, which other load on the machine does not inflate as it does ``seconds``."""
-    pipe.hincrby(LATENCY + task, bucket(seconds), 1)
-    pipe.hincrbyfloat(LATENCY + task, "sum", seconds)
+    pipe.hincrby(keys.LATENCY + task, bucket(seconds), 1)
+    pipe.hincrbyfloat(keys.LATENCY + task, "sum", seconds)
     if cpu_s is not None:
-        pipe.hincrbyfloat(LATENCY + task, "cpu", cpu_s)
-    pipe.hincrby(RUNS, f"{task}|{outcome}", 1)
+        pipe.hincrbyfloat(keys.LATENCY + task, "cpu", cpu_s)
+    pipe.hincrby(keys.RUNS, f"{task}|{outcome}", 1)
 
 
 def latencies(r: redis.Redis) -> dict[str, tuple[list[tuple[str, int]], float]]:
     """Per task: cumulative (bound, count) buckets ending in +Inf, and the sum of seconds."""
     out = {}
-    for key in r.scan_iter(LATENCY + "*", count=500):
+    for key in r.scan_iter(keys.LATENCY + "*", count=500):
         raw = {k.decode(): v.decode() for k, v in r.hgetall(key).items()}
         running, buckets = 0, []
         for b in BUCKETS:
             running += int(raw.get(_label(b), 0))
             buckets.append((_label(b), running))
-        out[key.decode().removeprefix(LATENCY)] = (buckets, float(raw.get("sum", 0.0)))
+        out[key.decode().removeprefix(keys.LATENCY)] = (buckets, float(raw.get("sum", 0.0)))
     return out
 
 
 def stage_cpu(r: redis.Redis) -> dict[str, float]:
     """CPU seconds each stage has used so far (stages record their thread's CPU time)."""
     out = {}
-    for key in r.scan_iter(LATENCY + "*", count=500):
+    for key in r.scan_iter(keys.LATENCY + "*", count=500):
         cpu = r.hget(key, "cpu")
         if cpu is not None:
-            out[key.decode().removeprefix(LATENCY)] = float(cpu)
+            out[key.decode().removeprefix(keys.LATENCY)] = float(cpu)
     return out
 
 
 def runs(r: redis.Redis) -> dict[tuple[str, str], int]:
-    return {tuple(k.decode().split("|", 1)): int(v) for k, v in r.hgetall(RUNS).items()}  # type: ignore[misc]
+    return {tuple(k.decode().split("|", 1)): int(v) for k, v in r.hgetall(keys.RUNS).items()}  # type: ignore[misc]
 
 
 def _outcome(retval: Any, state: str | None) -> str:

@@ -13,14 +13,15 @@ import threading
 import redis
 
 from workers.runtime.state.artifacts import Artifacts
-from workers.runtime.state.base import TERMINAL, Expired, P
+from workers.runtime.state import keys
+from workers.runtime.state.base import TERMINAL, Expired
 from workers.runtime.state.dead_letters import DeadLetters
 from workers.runtime.state.deliveries import Deliveries
 from workers.runtime.state.documents import Documents
 from workers.runtime.state.events import _PROGRESS
 from workers.runtime.state.jobs import Jobs
 
-__all__ = ["TERMINAL", "Expired", "P", "State"]
+__all__ = ["TERMINAL", "Expired", "keys", "State"]
 
 
 class State(DeadLetters, Artifacts, Documents, Deliveries, Jobs):

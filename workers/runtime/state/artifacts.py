@@ -6,7 +6,8 @@ from typing import Any
 
 import numpy as np
 
-from workers.runtime.state.base import Base, Expired, P
+from workers.runtime.state import keys
+from workers.runtime.state.base import Base, Expired
 
 
 class Artifacts(Base):
@@ -31,25 +32,25 @@ class Artifacts(Base):
         return np.frombuffer(self._get("vectors", event_id), dtype=np.float32).reshape(-1, dims)
 
     def _put(self, kind: str, event_id: str, value: str | bytes) -> None:
-        self.r.set(f"{P}art:{kind}:{event_id}", value, ex=self.ttl)
+        self.r.set(keys.artifact(kind, event_id), value, ex=self.ttl)
         self._memo(event_id)[kind] = value.encode() if isinstance(value, str) else value
 
     def _get(self, kind: str, event_id: str) -> bytes:
         memo = self._memo(event_id)
         if kind not in memo:
-            raw = self.r.get(f"{P}art:{kind}:{event_id}")
+            raw = self.r.get(keys.artifact(kind, event_id))
             if raw is None:
                 raise Expired(f"{kind} artifact of event {event_id} expired")
             memo[kind] = raw
         return memo[kind]  # type: ignore[no-any-return]
 
     def drop(self, kind: str, event_id: str) -> None:
-        self.r.delete(f"{P}art:{kind}:{event_id}")
+        self.r.delete(keys.artifact(kind, event_id))
         self._memo(event_id).pop(kind, None)
 
     def drop_artifacts(self, event_id: str) -> None:
         kinds = ("redacted", "chunks", "plan", "vectors")
-        self.r.delete(*(f"{P}art:{k}:{event_id}" for k in kinds))
+        self.r.delete(*(keys.artifact(k, event_id) for k in kinds))
         memo = self._memo(event_id)
         for k in kinds:
             memo.pop(k, None)

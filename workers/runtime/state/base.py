@@ -8,7 +8,6 @@ from typing import Any
 
 import redis
 
-P = "sluice:"  # every key sluice writes starts with it
 TERMINAL = {"done", "unchanged", "deleted", "failed", "superseded"}
 
 

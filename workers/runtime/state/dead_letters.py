@@ -7,7 +7,7 @@ import time
 import uuid
 from typing import Any
 
-from workers.runtime.state.base import P
+from workers.runtime.state import keys
 from workers.runtime.state.events import Events
 
 
@@ -28,31 +28,31 @@ class DeadLetters(Events):
             "time": time.time(),
         }
         pipe = self.r.pipeline()
-        pipe.hset(f"{P}dlq", letter["id"], json.dumps(letter))
-        pipe.incr(f"{P}count:dead_lettered:{stage}")  # for /metrics; survives `sluice dlq purge`
+        pipe.hset(keys.DEAD_LETTERS, letter["id"], json.dumps(letter))
+        pipe.incr(keys.counter(f"dead_lettered:{stage}"))  # for /metrics; survives `sluice dlq purge`
         pipe.execute()
         return letter["id"]
 
     def dead_letters(self) -> list[dict[str, Any]]:
-        letters = [json.loads(v) for v in self.r.hvals(f"{P}dlq")]
+        letters = [json.loads(v) for v in self.r.hvals(keys.DEAD_LETTERS)]
         return sorted(letters, key=lambda d: d["time"])
 
     def dead_letter_by_id(self, letter_id: str) -> dict[str, Any] | None:
-        raw = self.r.hget(f"{P}dlq", letter_id)
+        raw = self.r.hget(keys.DEAD_LETTERS, letter_id)
         return json.loads(raw) if raw else None
 
     def remove_dead_letters(self, *letter_ids: str) -> int:
-        return int(self.r.hdel(f"{P}dlq", *letter_ids)) if letter_ids else 0
+        return int(self.r.hdel(keys.DEAD_LETTERS, *letter_ids)) if letter_ids else 0
 
     def purge_dead_letters(self) -> int:
-        return int(self.r.pipeline().hlen(f"{P}dlq").delete(f"{P}dlq").execute()[0])
+        return int(self.r.pipeline().hlen(keys.DEAD_LETTERS).delete(keys.DEAD_LETTERS).execute()[0])
 
     def counters(self) -> dict[str, int]:
-        keys = sorted(self.r.scan_iter(f"{P}count:*"))
-        values = self.r.mget(keys) if keys else []
-        return {k.decode().removeprefix(f"{P}count:"): int(v or 0) for k, v in zip(keys, values)}
+        names = sorted(self.r.scan_iter(keys.COUNTERS))
+        values = self.r.mget(names) if names else []
+        return {k.decode().removeprefix(keys.counter("")): int(v or 0) for k, v in zip(names, values)}
 
     def add_counter(self, name: str, amount: int) -> None:
         if amount:
-            self.r.incrby(f"{P}count:{name}", amount)
+            self.r.incrby(keys.counter(name), amount)
 

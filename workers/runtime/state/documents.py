@@ -6,52 +6,53 @@ import json
 import time
 from typing import Any
 
-from workers.runtime.state.base import Base, P, as_fields
+from workers.runtime.state import keys
+from workers.runtime.state.base import Base, as_fields
 
 
 class Documents(Base):
     def indexed_version(self, doc_id: str) -> str | None:
-        raw = self.r.get(f"{P}docver:{doc_id}")
+        raw = self.r.get(keys.document_version(doc_id))
         return raw.decode() if raw else None
 
     def record_indexed(self, doc_id: str, version: str, **fields: Any) -> None:
         """The document's current state replaces whatever was known before (no stale fields)."""
         pipe = self.r.pipeline()
-        pipe.set(f"{P}docver:{doc_id}", version)
-        pipe.delete(f"{P}doc:{doc_id}", f"{P}failed:{doc_id}")
-        pipe.hset(f"{P}doc:{doc_id}", mapping=as_fields({"updated_at": time.time(), "content_hash": version, **fields}))
+        pipe.set(keys.document_version(doc_id), version)
+        pipe.delete(keys.document(doc_id), keys.document_failure(doc_id))
+        pipe.hset(keys.document(doc_id), mapping=as_fields({"updated_at": time.time(), "content_hash": version, **fields}))
         pipe.execute()
 
     def note_document(self, doc_id: str, **fields: str) -> None:
         """Add fields to a document's status (a follow-up's error) without replacing it."""
-        self.r.hset(f"{P}doc:{doc_id}", mapping=fields)
+        self.r.hset(keys.document(doc_id), mapping=fields)
 
     def record_deleted(self, doc_id: str, **fields: Any) -> None:
         pipe = self.r.pipeline()
-        pipe.delete(f"{P}docver:{doc_id}", f"{P}doc:{doc_id}", f"{P}failed:{doc_id}")
-        pipe.hset(f"{P}doc:{doc_id}", mapping=as_fields({"updated_at": time.time(), "deleted": True, "chunks": 0, **fields}))
+        pipe.delete(keys.document_version(doc_id), keys.document(doc_id), keys.document_failure(doc_id))
+        pipe.hset(keys.document(doc_id), mapping=as_fields({"updated_at": time.time(), "deleted": True, "chunks": 0, **fields}))
         pipe.execute()
 
     def record_failed(self, doc_id: str, version: str, stage: str, error: str, **fields: Any) -> None:
         """Remember that this content fails, so it is not re-parsed until it changes (or is retried)."""
         failure = {"version": version, "stage": stage, "error": error}
         pipe = self.r.pipeline()
-        pipe.set(f"{P}failed:{doc_id}", json.dumps(failure))
-        pipe.hset(f"{P}doc:{doc_id}", mapping=as_fields({"updated_at": time.time(), "last_error": error, **fields}))
+        pipe.set(keys.document_failure(doc_id), json.dumps(failure))
+        pipe.hset(keys.document(doc_id), mapping=as_fields({"updated_at": time.time(), "last_error": error, **fields}))
         pipe.execute()
 
     def failure(self, doc_id: str) -> dict[str, str] | None:
-        raw = self.r.get(f"{P}failed:{doc_id}")
+        raw = self.r.get(keys.document_failure(doc_id))
         return json.loads(raw) if raw else None
 
     def document(self, doc_id: str) -> dict[str, str]:
-        return {k.decode(): v.decode() for k, v in self.r.hgetall(f"{P}doc:{doc_id}").items()}
+        return {k.decode(): v.decode() for k, v in self.r.hgetall(keys.document(doc_id)).items()}
 
     def find_documents(self, needle: str) -> list[str]:
         """Document ids whose id starts with, or whose key contains, ``needle``."""
         found = []
-        for key in self.r.scan_iter(f"{P}doc:*", count=500):
-            doc_id = key.decode().removeprefix(f"{P}doc:")
+        for key in self.r.scan_iter(keys.DOCUMENTS, count=500):
+            doc_id = key.decode().removeprefix(keys.document(""))
             if doc_id.startswith(needle) or needle in (self.r.hget(key, "key") or b"").decode():
                 found.append(doc_id)
         return found

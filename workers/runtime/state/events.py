@@ -11,7 +11,8 @@ from typing import Any
 
 from schemas.events import Event
 from workers.runtime.flow import STEPS
-from workers.runtime.state.base import TERMINAL, Base, Expired, P, as_fields
+from workers.runtime.state import keys
+from workers.runtime.state.base import TERMINAL, Base, Expired, as_fields
 
 FOLLOWUP_ARTIFACTS = ("followup", "graphcontrib")  # kept from upsert until the last follow-up ends
 # A stage's progress mark, written only while its event is unfinished (checked and set atomically, so a
@@ -32,38 +33,38 @@ class Events(Base):
 
     def put_event(self, event: Event) -> bool:
         """Record an event and mark it latest for its document. False if already known."""
-        key = f"{P}event:{event.event_id}"
+        key = keys.event(event.event_id)
         created = self.r.hsetnx(key, "event", event.model_dump_json())
         if created:
             self.r.hset(key, mapping={"status": "queued", "stage": "admit", "doc_id": event.doc_id})
         self.r.expire(key, self.ttl)
-        self.r.set(f"{P}latest:{event.doc_id}", event.event_id)
+        self.r.set(keys.latest_event(event.doc_id), event.event_id)
         return bool(created)
 
     def reset_event(self, event: Event) -> None:
         """(Re)start an event from scratch: forget earlier step marks of the same id."""
-        self.r.delete(*(f"{P}done:{step}:{event.event_id}" for step in STEPS))
-        self.r.delete(f"{P}event:{event.event_id}")
+        self.r.delete(*(keys.stage_done(step, event.event_id) for step in STEPS))
+        self.r.delete(keys.event(event.event_id))
         self.put_event(event)
 
     def event(self, event_id: str) -> Event:
-        raw = self.r.hget(f"{P}event:{event_id}", "event")
+        raw = self.r.hget(keys.event(event_id), "event")
         if raw is None:
             raise Expired(f"event {event_id} is unknown (expired or never admitted)")
         return Event.model_validate_json(raw)
 
     def event_info(self, event_id: str) -> dict[str, str]:
-        return {k.decode(): v.decode() for k, v in self.r.hgetall(f"{P}event:{event_id}").items()}
+        return {k.decode(): v.decode() for k, v in self.r.hgetall(keys.event(event_id)).items()}
 
     def statuses(self, event_ids: list[str]) -> list[str | None]:
         """Each event's status in one round trip (waiting clients poll thousands of events)."""
         pipe = self.r.pipeline(transaction=False)
         for event_id in event_ids:
-            pipe.hget(f"{P}event:{event_id}", "status")
+            pipe.hget(keys.event(event_id), "status")
         return [v.decode() if v else None for v in pipe.execute()]
 
     def is_latest(self, event: Event) -> bool:
-        latest = self.r.get(f"{P}latest:{event.doc_id}")
+        latest = self.r.get(keys.latest_event(event.doc_id))
         return latest is None or latest.decode() == event.event_id
 
     def finish(self, event_id: str, status: str, release: bool = True, **fields: Any) -> None:
@@ -71,42 +72,42 @@ class Events(Base):
         (graph, summary) still has to run for it: that work counts against the bounds too."""
         assert status in TERMINAL, status
         pipe = self.r.pipeline()
-        pipe.hset(f"{P}event:{event_id}", mapping={"status": status, "finished_at": time.time(), **as_fields(fields)})
+        pipe.hset(keys.event(event_id), mapping={"status": status, "finished_at": time.time(), **as_fields(fields)})
         if release:
-            pipe.zrem(f"{P}inflight", event_id)
-        pipe.incr(f"{P}count:{status}")
+            pipe.zrem(keys.IN_FLIGHT, event_id)
+        pipe.incr(keys.counter(status))
         pipe.execute()
 
     def release(self, event_id: str) -> None:
         """The event's follow-up work is over: its kept artifacts go and it no longer counts as in flight."""
-        self.r.pipeline(transaction=False).delete(*(f"{P}art:{k}:{event_id}" for k in FOLLOWUP_ARTIFACTS)).zrem(
-            f"{P}inflight", event_id).execute()
+        self.r.pipeline(transaction=False).delete(*(keys.artifact(k, event_id) for k in FOLLOWUP_ARTIFACTS)).zrem(
+            keys.IN_FLIGHT, event_id).execute()
         memo = self._memo(event_id)
         for kind in FOLLOWUP_ARTIFACTS:
             memo.pop(kind, None)
 
     # -- admission ----------------------------------------------------------
     def admit(self, event_id: str) -> None:
-        self.r.zadd(f"{P}inflight", {event_id: time.time()}, nx=True)
+        self.r.zadd(keys.IN_FLIGHT, {event_id: time.time()}, nx=True)
 
     def in_flight(self) -> int:
-        return int(self.r.zcard(f"{P}inflight"))
+        return int(self.r.zcard(keys.IN_FLIGHT))
 
     def queue_depth(self, queue: str) -> int:
         return int(self.r.llen(queue))
 
     # -- idempotency --------------------------------------------------------
     def mark_stage_done(self, stage: str, event_id: str, pipe: Any = None) -> None:
-        (pipe or self.r).set(f"{P}done:{stage}:{event_id}", 1, ex=self.ttl)
+        (pipe or self.r).set(keys.stage_done(stage, event_id), 1, ex=self.ttl)
 
     def begin_stage(self, stage: str, event_id: str) -> Event | str:
         """A stage's entry checks and its progress mark in two round trips: "duplicate",
         "superseded", or the event to work on (kept in the thread for the stages run in place)."""
         memo = self._memo(event_id)
         pipe = self.r.pipeline(transaction=False)
-        pipe.exists(f"{P}done:{stage}:{event_id}")
+        pipe.exists(keys.stage_done(stage, event_id))
         if "event" not in memo:
-            pipe.hget(f"{P}event:{event_id}", "event")
+            pipe.hget(keys.event(event_id), "event")
         done, *raw = pipe.execute()
         if done:
             return "duplicate"  # and so are the stages it ran in place: it is marked after them
@@ -115,7 +116,7 @@ class Events(Base):
                 raise Expired(f"event {event_id} is unknown (expired or never admitted)")
             memo["event"] = Event.model_validate_json(raw[0])
         event: Event = memo["event"]
-        latest, marked = self._progress(keys=[f"{P}event:{event_id}", f"{P}latest:{event.doc_id}"],
+        latest, marked = self._progress(keys=[keys.event(event_id), keys.latest_event(event.doc_id)],
                                         args=[stage, *sorted(TERMINAL)])
         if not marked:
             return "duplicate"  # a late copy of a finished event: only re-admission (reset_event) reopens it

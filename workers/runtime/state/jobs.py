@@ -5,30 +5,31 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from workers.runtime.state.base import Base, P
+from workers.runtime.state import keys
+from workers.runtime.state.base import Base
 
 
 class Jobs(Base):
     def put_job(self, job: dict[str, Any], ttl_s: int = 7 * 86400) -> None:
-        self.r.set(f"{P}job:{job['id']}", json.dumps(job), ex=ttl_s)
-        self.r.zadd(f"{P}jobs", {job["id"]: job["started_at"]})
+        self.r.set(keys.job(job['id']), json.dumps(job), ex=ttl_s)
+        self.r.zadd(keys.JOBS, {job["id"]: job["started_at"]})
 
     def job(self, job_id: str) -> dict[str, Any] | None:
-        raw = self.r.get(f"{P}job:{job_id}")
+        raw = self.r.get(keys.job(job_id))
         if raw is None:
             return None
-        return {**json.loads(raw), "cancel_requested": bool(self.r.exists(f"{P}job:{job_id}:cancel"))}
+        return {**json.loads(raw), "cancel_requested": bool(self.r.exists(keys.job_cancel(job_id)))}
 
     def jobs(self, limit: int = 10) -> list[dict[str, Any]]:
-        ids = [i.decode() for i in self.r.zrevrange(f"{P}jobs", 0, limit - 1)]
+        ids = [i.decode() for i in self.r.zrevrange(keys.JOBS, 0, limit - 1)]
         return [j for j in map(self.job, ids) if j]
 
     def cancel_job(self, job_id: str) -> None:
-        self.r.set(f"{P}job:{job_id}:cancel", 1, ex=7 * 86400)
+        self.r.set(keys.job_cancel(job_id), 1, ex=7 * 86400)
 
     def claim_bulk(self, job_id: str, ttl_s: int) -> str | None:
         """Hold the one bulk re-index slot (expires unless refreshed); returns the holder if taken."""
-        key = f"{P}bulk"
+        key = keys.BULK
         if self.r.set(key, job_id, nx=True, ex=ttl_s):
             return None
         holder = self.r.get(key)
@@ -38,11 +39,11 @@ class Jobs(Base):
         return holder.decode()
 
     def bulk_job(self) -> str | None:
-        raw = self.r.get(f"{P}bulk")
+        raw = self.r.get(keys.BULK)
         return raw.decode() if raw else None
 
     def release_bulk(self, job_id: str) -> None:
         if self.bulk_job() == job_id:
-            self.r.delete(f"{P}bulk")
+            self.r.delete(keys.BULK)
 
 
