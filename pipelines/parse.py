@@ -92,14 +92,14 @@ def _partitioner(data: bytes, ext: str, name: str) -> Callable[[], list[Any]]:
     if fmt in ("odt", "rtf", "epub") and not _pandoc_available():
         raise PermanentError(f"{ext.upper()} needs pandoc, which is not installed")
     _point_tokenizer_at_installed_model()
-    from unstructured.partition import csv, docx, email, epub, html, md, odt, pptx, rtf, text, xlsx
+    from unstructured.partition import csv, docx, email, epub, md, odt, pptx, rtf, text, xlsx
 
     # languages=[""] skips unstructured's per-document language detection (langdetect,
     # ~7 ms a document): nothing downstream reads the language.
     file, meta = io.BytesIO(data), {"metadata_filename": name, "languages": [""]}
     calls: dict[str, Callable[[], list[Any]]] = {
         "md": lambda: md.partition_md(text=_decode(data), **meta),
-        "html": lambda: html.partition_html(text=_decode(data), **meta),
+        "html": lambda: _partition_html(_decode(data), meta),
         "eml": lambda: email.partition_email(file=file, process_attachments=False, **meta),
         "docx": lambda: docx.partition_docx(file=file, **meta),
         "pptx": lambda: pptx.partition_pptx(file=file, **meta),
@@ -281,6 +281,69 @@ def _page_paragraphs(page: Any) -> list[str]:
             previous, previous_size = (left, bottom, right, top), line_size
     cleaned = (" ".join(p.replace("\x02", "").split()) for p in paragraphs)
     return [p for p in cleaned if p]
+
+
+# Tags that end a paragraph when a page too deep for lxml is read as plain text.
+_BLOCK_TAGS = {
+    "address", "article", "aside", "blockquote", "br", "dd", "div", "dl", "dt", "figcaption", "figure",
+    "footer", "form", "h1", "h2", "h3", "h4", "h5", "h6", "header", "hr", "li", "main", "nav", "ol", "p",
+    "pre", "section", "table", "td", "th", "tr", "ul",
+}  # fmt: skip
+
+
+def _partition_html(text: str, meta: dict[str, Any]) -> list[Any]:
+    """unstructured's HTML partition, or the page's text when lxml cannot build its tree.
+
+    libxml2 stops at 256 levels of nesting (ERR_RESOURCE_LIMIT) and lxml "recovers" an empty or cut
+    tree, so a deeply nested page came out as "no text could be extracted" with its text intact.
+    Such a page is read by the standard library's tokenizer, which keeps no tree, as paragraphs."""
+    from unstructured.partition.html import partition_html
+    from unstructured.partition.text import partition_text
+
+    if not _too_deep_for_lxml(text):
+        return partition_html(text=text, **meta)
+    reader = _FlatText()
+    reader.feed(text)
+    reader.close()
+    return partition_text(text="".join(reader.parts), **meta)
+
+
+def _too_deep_for_lxml(text: str) -> bool:
+    """True when libxml2's HTML parser gives up on the nesting depth (a C pass: ~30 ms a MB)."""
+    from lxml import etree
+
+    parser = etree.HTMLParser()
+    etree.fromstring(text, parser)
+    return any(error.type_name == "ERR_RESOURCE_LIMIT" for error in parser.error_log)
+
+
+class _FlatText(HTMLParser):
+    """A page's text with a blank line at every block boundary; script and style left out."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.parts: list[str] = []
+        self._skipping = 0
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in ("script", "style"):
+            self._skipping += 1
+        elif tag in _BLOCK_TAGS:
+            self._break()
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in ("script", "style"):
+            self._skipping = max(0, self._skipping - 1)
+        elif tag in _BLOCK_TAGS:
+            self._break()
+
+    def handle_data(self, data: str) -> None:
+        if not self._skipping and data.strip():
+            self.parts.append(data)
+
+    def _break(self) -> None:
+        if self.parts and self.parts[-1] != "\n\n":  # 100,000 closing tags make one break
+            self.parts.append("\n\n")
 
 
 def _partition_json(data: bytes, name: str) -> list[Any]:

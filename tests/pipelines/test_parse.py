@@ -470,3 +470,19 @@ def _attempt(path: Path, outcome: list[object]) -> None:
         outcome.append(parse_bytes(path.read_bytes(), path.name))
     except BaseException as exc:  # recorded and judged by the test
         outcome.append(exc)
+
+
+def test_html_nested_deeper_than_lxml_can_build_keeps_its_text() -> None:
+    """libxml2 gives up at 256 levels and lxml recovers an empty tree: the text was reported missing."""
+    depth = 100_000
+    html = (
+        "<html><body><h1>Field notes</h1><p>The opening paragraph stays.</p>"
+        + "<div>" * depth + "<p>The deepest sentence is still text.</p>" + "</div>" * depth
+        + "<p>The closing paragraph stays too.</p><script>var hidden = 1;</script></body></html>"
+    )
+    started = time.perf_counter()
+    found = " ".join(texts(parse_bytes(html.encode(), "deep.html")))
+    assert "The deepest sentence is still text." in found
+    assert "The opening paragraph stays." in found and "The closing paragraph stays too." in found
+    assert "hidden" not in found
+    assert time.perf_counter() - started < 30
