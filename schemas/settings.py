@@ -39,6 +39,12 @@ class Settings(BaseSettings):
     # Retries of transient failures.
     max_retries: int = 5
     retry_backoff_s: float = 2.0
+    # Through a broker outage: a publish (hand-on, retry, admission) keeps trying this long before its
+    # stage fails and is redone; an event with no stage begun for ``stale_after_s`` (unset: the
+    # visibility timeout) is sent again from its first unfinished stage, checked every ``sweep_interval_s``.
+    publish_retry_s: float = 30.0
+    stale_after_s: float | None = None
+    sweep_interval_s: float = 60.0
 
     # Embedding.
     embed_batch_size: int = 16
