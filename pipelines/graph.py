@@ -1,11 +1,11 @@
-"""Entity graph: extraction from redacted chunks, and a graph that stays exact under change.
+"""The entity graph, kept exact under change (extraction: graph_extract.py; storage: graph_store.py).
 
 Why contributions: every document adds a self-contained contribution (its
 chunks' entity mentions). The graph keeps counters that are plain sums over
 the contributions of the documents that exist, so an edit subtracts the old
 contribution and adds the new one, and a delete subtracts it: whatever
 sequence of changes happened, the graph equals the one built from scratch
-over the surviving documents (tests/test_graph.py checks this property).
+over the surviving documents (tests/pipelines/test_graph.py checks this property).
 Anything whose counters reach zero disappears with its last supporting chunk.
 
 People appear only as the pseudonym tokens redaction left (``<PERSON_…>``),
@@ -20,137 +20,31 @@ so they come and go with their document and the property above still holds.
 from __future__ import annotations
 
 import json
-import sqlite3
-import threading
-import time
-import unicodedata
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from itertools import combinations, pairwise
-from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import networkx as nx
-import regex as re
 
+from pipelines.graph_extract import TOKEN_RE, entity_key, words
 from schemas.graph import (
     ChunkEntities,
     ChunkRef,
-    ChunkRelations,
-    Community,
     DocContribution,
     Entity,
     EntityRef,
     GraphPath,
     GraphStats,
-    Mention,
     Neighbour,
     PathStep,
     Relation,
 )
 
 Triple = tuple[str, str, str]  # (subject key, predicate, object key)
-# spaCy labels that become graph entities; DATE becomes an attribute, PERSON
-# (names redaction missed) is never used: people enter only as pseudonyms.
-ENTITY_LABELS = frozenset({"ORG", "GPE", "LOC", "FAC", "PRODUCT", "EVENT", "LAW", "WORK_OF_ART", "NORP"})
-# What extraction reads: the above, dates, and PERSON only for the firms the small model calls people.
-NER_LABELS = ENTITY_LABELS | {"DATE", "PERSON"}
-# Same shape as pipelines.redact.TOKEN_RE (importing that module would load Presidio here).
-TOKEN_RE = re.compile(r"<([A-Z][A-Z_]*)_([0-9a-f]{8})>")
-_SUFFIXES = frozenset(
-    ["inc", "incorporated", "ltd", "limited", "llc", "llp", "lp", "corp", "corporation", "co", "company", "gmbh", "plc", "ag", "sa", "bv", "nv", "oy", "ab", "pty", "srl", "spa"]
-)
-_WORD_RE = re.compile(r"[\p{L}\p{N}]+")
-
-
-# --------------------------------------------------------------------------- normalisation
-
-
-def words(text: str) -> list[str]:
-    """Lower-case word tokens; acronym dots and possessives vanish ("U.S.'s" -> ["us"])."""
-    t = unicodedata.normalize("NFKC", text).casefold().replace("’", "'")
-    t = re.sub(r"'s\b", "", t)
-    t = re.sub(r"(?<=\p{L})\.(?=\p{L})", "", t)
-    return _WORD_RE.findall(t)
-
-
-def entity_key(text: str) -> str:
-    """One key per entity however it is written: "Acme Inc.", "ACME" and "the Acme" give "acme"."""
-    m = TOKEN_RE.fullmatch(text.strip())
-    if m:
-        return f"{m.group(1).lower()}:{m.group(2)}"
-    ws = words(text)
-    while ws and ws[0] == "the":
-        ws.pop(0)
-    while len(ws) > 1 and ws[-1] in _SUFFIXES:
-        ws.pop()
-    return "-".join(ws)
-
-
-def _useful(key: str) -> bool:
-    return len(key) >= 2 and not key.replace("-", "").isdigit()
-
-
-def mentions_from(text: str, ents: Iterable[tuple[int, int, str]]) -> tuple[list[Mention], list[str]]:
-    """Mentions and dates of one chunk from NER spans (start, end, label) plus the person tokens."""
-    tokens = [(m.start(), m.end()) for m in TOKEN_RE.finditer(text)]
-    found = [
-        Mention(key=f"person:{m.group(2)}", text=m.group(0), type="PERSON")
-        for m in TOKEN_RE.finditer(text)
-        if m.group(1) == "PERSON"
-    ]
-    dates: list[str] = []
-    for start, end, label in ents:
-        if any(s < end and start < e for s, e in tokens):
-            continue  # spaCy reading a pseudonym as a name or an organisation
-        surface = " ".join(text[start:end].split())
-        if label == "PERSON" and (ws := words(surface)) and ws[-1] in _SUFFIXES:
-            label = "ORG"  # the small model calls "Globex Corporation" a person; redaction left it as a firm
-        if label == "DATE":
-            dates.append(surface.casefold())
-        elif label in ENTITY_LABELS and _useful(key := entity_key(surface)):
-            found.append(Mention(key=key, text=surface, type=label))
-    return found, sorted(set(dates))
-
-
-def _surface_pattern(surfaces: Iterable[str]) -> re.Pattern[str] | None:
-    """One pattern for every surface, longest first, whole words only, any whitespace between words."""
-    alternatives = sorted({r"\s+".join(map(re.escape, surface.split())) for surface in surfaces if surface.strip()},
-                          key=lambda a: (-len(a), a))
-    return re.compile(r"(?<!\w)(?:" + "|".join(alternatives) + r")(?!\w)") if alternatives else None
-
-
-def extract(
-    doc_id: str,
-    version: str,
-    chunks: Sequence[tuple[int, str, str]],
-    entities: Sequence[tuple[str, str]],
-    tenant: str = "default",
-    key: str = "",
-) -> DocContribution:
-    """Mentions per chunk: the document's named entities located in each redacted chunk, plus person tokens.
-
-    ``chunks`` are (position, chunk hash, redacted text); ``entities`` are the
-    (surface, spaCy label) pairs the redact stage's recogniser found and redaction
-    left intact. Recognition runs once per document, in the redact stage, on the
-    original wording (a second spaCy pass over the chunks cost as much as the
-    redaction's own); every occurrence of a recognised name in a chunk counts.
-    """
-    labels: dict[str, str] = {}
-    for surface, label in entities:
-        labels.setdefault(" ".join(surface.split()), label)  # first reading in document order wins
-    pattern = _surface_pattern(labels)
-    out = []
-    for position, chunk_hash, text in chunks:
-        found = pattern.finditer(text) if pattern else ()
-        spans = [(m.start(), m.end(), labels[" ".join(m.group(0).split())]) for m in found]
-        mentions, dates = mentions_from(text, spans)
-        out.append(ChunkEntities(chunk_hash=chunk_hash, position=position, mentions=mentions, dates=dates))
-    return DocContribution(doc_id=doc_id, version=version, tenant=tenant, key=key, chunks=out)
 
 
 # --------------------------------------------------------------------------- the graph
-
 
 def _bump(counter: dict[str, int], key: str, delta: int) -> None:
     value = counter.get(key, 0) + delta
@@ -268,7 +162,7 @@ class KnowledgeGraph:
         for rel in ch.relations:
             if rel.subject == rel.object or not {rel.subject, rel.object} <= keys:
                 continue
-            t = (rel.subject, rel.predicate, rel.object)
+            t: Triple = (rel.subject, rel.predicate, rel.object)
             _bump(self.relations.setdefault(t, {}), cid, sign)
             self._relations_of.setdefault(rel.subject, set()).add(t)
             self._relations_of.setdefault(rel.object, set()).add(t)
@@ -318,7 +212,8 @@ class KnowledgeGraph:
         for t in self._relations_of.get(key, ()):
             subject, predicate, obj = t
             support = self.relations[t]
-            other, direction = (obj, "out") if subject == key else (subject, "in")
+            direction: Literal["out", "in"] = "out" if subject == key else "in"
+            other = obj if subject == key else subject
             refs = [chunk_ref(c) for c in sorted(support, key=lambda c: (-support[c], c))[:chunks_per_relation]]
             out.append(Relation(predicate=predicate, direction=direction, entity=self.ref(other),
                                 weight=sum(support.values()), chunks=refs))
@@ -418,20 +313,6 @@ class _Lookup:
         return sorted(ranked, key=lambda kv: (-kv[1], kv[0]))[:k]
 
 
-def louvain(g: nx.Graph, seed: int = 7) -> list[set[str]]:
-    """Louvain communities of a snapshot, largest first (seeded: the same graph gives the same answer)."""
-    found = nx.community.louvain_communities(g, weight="weight", seed=seed) if g.number_of_nodes() else []
-    return sorted(found, key=lambda c: (-len(c), min(c)))
-
-
-def community_views(found: list[set[str]], kg: KnowledgeGraph, top: int = 10) -> list[Community]:
-    out = []
-    for i, members in enumerate(found):
-        alive = sorted((m for m in members if m in kg.nodes), key=lambda m: (-kg.nodes[m].mentions, m))
-        out.append(Community(id=i, size=len(alive), entities=[kg.ref(m) for m in alive[:top]]))
-    return out
-
-
 def rrf(rankings: Sequence[Sequence[str]], k: int = 60) -> list[tuple[str, float]]:
     """Reciprocal-rank fusion of ranked id lists (graph + hybrid in ``mix`` mode)."""
     scores: dict[str, float] = {}
@@ -440,124 +321,6 @@ def rrf(rankings: Sequence[Sequence[str]], k: int = 60) -> list[tuple[str, float
             scores[item] = scores.get(item, 0.0) + 1.0 / (k + rank + 1)
     return sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))
 
-
-# --------------------------------------------------------------------------- durable contributions
-
-
-class ContributionStore:
-    """One SQLite row per document: the graph's durable source (rebuilt from it at start)."""
-
-    def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.execute(
-            "CREATE TABLE IF NOT EXISTS contributions (doc_id TEXT PRIMARY KEY, version TEXT NOT NULL, body TEXT NOT NULL)"
-        )
-
-    def put(self, c: DocContribution) -> None:
-        self._db.execute("INSERT OR REPLACE INTO contributions VALUES (?, ?, ?)", (c.doc_id, c.version, c.model_dump_json()))
-
-    def delete(self, doc_id: str) -> None:
-        self._db.execute("DELETE FROM contributions WHERE doc_id = ?", (doc_id,))
-
-    def versions(self) -> dict[str, str]:
-        return dict(self._db.execute("SELECT doc_id, version FROM contributions").fetchall())
-
-    def load(self) -> Iterator[DocContribution]:
-        for (body,) in self._db.execute("SELECT body FROM contributions ORDER BY doc_id"):
-            yield DocContribution.model_validate_json(body)
-
-    def close(self) -> None:
-        self._db.close()
-
-
-class GraphSet:
-    """The graphs one query worker serves: one per tenant when tenants are separated, else one.
-
-    All reads and writes go through ``lock`` (the query worker answers from a
-    thread pool); the store is written before memory, so a crash never leaves
-    memory ahead of disk.
-    """
-
-    def __init__(self, store: ContributionStore, per_tenant: bool = False) -> None:
-        self.store = store
-        self.per_tenant = per_tenant
-        self.lock = threading.RLock()
-        self.graphs: dict[str, KnowledgeGraph] = {}
-        self._part: dict[str, str] = {}
-        self.load_seconds = 0.0
-        self._communities: dict[str, tuple[int, list[Community]]] = {}
-
-    @classmethod
-    def open(cls, path: Path, per_tenant: bool = False) -> GraphSet:
-        started = time.perf_counter()
-        gs = cls(ContributionStore(path), per_tenant)
-        for c in gs.store.load():
-            gs._add(c)
-        gs.load_seconds = time.perf_counter() - started
-        return gs
-
-    def partition(self, tenant: str | None) -> str:
-        return (tenant or "default") if self.per_tenant else "*"
-
-    def graph(self, tenant: str | None = None) -> KnowledgeGraph:
-        return self.graphs.get(self.partition(tenant)) or KnowledgeGraph()
-
-    def _add(self, c: DocContribution) -> None:
-        part = self.partition(c.tenant)
-        if self._part.get(c.doc_id, part) != part:
-            self.graphs[self._part[c.doc_id]].remove(c.doc_id)
-        self.graphs.setdefault(part, KnowledgeGraph()).add(c)
-        self._part[c.doc_id] = part
-
-    def apply(self, c: DocContribution) -> None:
-        with self.lock:
-            self.store.put(c)
-            self._add(c)
-
-    def forget(self, doc_id: str) -> bool:
-        with self.lock:
-            self.store.delete(doc_id)
-            part = self._part.pop(doc_id, None)
-            return bool(part) and self.graphs[part].remove(doc_id)
-
-    def attach(self, found: ChunkRelations) -> str:
-        """Put a chunk's validated relations into its document's contribution (replacing earlier ones).
-
-        "applied" or "unchanged"; "waiting" when the graph does not hold that version
-        (yet: the caller knows whether it is coming or gone); "stale" when that version
-        has no such chunk.
-        """
-        with self.lock:
-            part = self._part.get(found.doc_id)
-            current = self.graphs[part].docs.get(found.doc_id) if part else None
-            if current is None or current.version != found.version:
-                return "waiting"
-            if not any(ch.chunk_hash == found.chunk_hash for ch in current.chunks):
-                return "stale"
-            chunks = [ch.model_copy(update={"relations": found.relations}) if ch.chunk_hash == found.chunk_hash else ch
-                      for ch in current.chunks]
-            if chunks == current.chunks:
-                return "unchanged"
-            self.apply(current.model_copy(update={"chunks": chunks}))
-            return "applied"
-
-    def communities(self, tenant: str | None = None) -> list[Community]:
-        """Louvain on a snapshot (writers are not blocked while it runs), cached per graph revision."""
-        part = self.partition(tenant)
-        with self.lock:
-            kg = self.graph(tenant)
-            cached = self._communities.get(part)
-            if cached and cached[0] == kg.revision:
-                return cached[1]
-            snap, revision = kg.snapshot(), kg.revision
-        found = louvain(snap)
-        with self.lock:
-            views = community_views(found, kg)
-            self._communities[part] = (revision, views)
-        return views
 
 
 def dumps_canonical(kg: KnowledgeGraph) -> str:

@@ -12,7 +12,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from pipelines.errors import PermanentError
-from pipelines.graph import GraphSet, KnowledgeGraph, dumps_canonical, rrf
+from pipelines.graph import KnowledgeGraph, dumps_canonical, rrf
+from pipelines.graph_store import GraphSet
 from pipelines.index import Index, Where
 from schemas.graph import ChunkRef, EntityDetail
 from schemas.search import SearchHit
@@ -98,7 +99,7 @@ def best_per_document(hits: list[SearchHit]) -> list[SearchHit]:
 def mix(graph: list[SearchHit], hybrid: list[SearchHit], k: int, group_by_document: bool = False) -> list[SearchHit]:
     """Reciprocal-rank fusion of graph and hybrid hits; a chunk found by both keeps both retrievers.
     With ``group_by_document`` the fused list keeps each document's best hit only."""
-    ident = {}
+    ident: dict[str, SearchHit] = {}
     for h in graph + hybrid:
         key = f"{h.doc_id}:{h.position}"
         seen = ident.get(key)

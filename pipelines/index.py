@@ -232,7 +232,7 @@ class EdgeIndex:
         self.shard.update(self.q.UpdateOperation.set_payload([point_id(doc_id, chunk_hash)], payload))
 
     def delete_chunks(self, doc_id: str, hashes: Iterable[str]) -> None:
-        ids = [point_id(doc_id, h) for h in hashes]
+        ids: list[int | str | uuid.UUID] = [point_id(doc_id, h) for h in hashes]
         if ids:
             self.shard.update(self.q.UpdateOperation.delete_points(ids))
 
@@ -359,7 +359,7 @@ class ServerIndex:
         self.client.set_payload(self.collection, payload, points=[point_id(doc_id, chunk_hash)])
 
     def delete_chunks(self, doc_id: str, hashes: Iterable[str]) -> None:
-        ids = [point_id(doc_id, h) for h in hashes]
+        ids: list[int | str | uuid.UUID] = [point_id(doc_id, h) for h in hashes]
         if ids:
             self.client.delete(self.collection, points_selector=self.m.PointIdsList(points=ids))
 

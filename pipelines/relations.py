@@ -27,7 +27,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from pipelines.graph import entity_key
+from pipelines.graph_extract import entity_key
 from pipelines.summarise import Prompt, TokenCounter
 from schemas.graph import DocContribution, RelationAnswer, RelationMention
 from schemas.summaries import SummaryRequest

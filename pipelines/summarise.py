@@ -301,8 +301,11 @@ def _result(cid: str, line: dict) -> LineResult:
     response = line.get("response") or {}
     body = response.get("body") or {}
     usage = body.get("usage") or {}
-    tokens = {"input_tokens": int(usage.get("prompt_tokens", 0) or 0),
-              "output_tokens": int(usage.get("completion_tokens", 0) or 0)}
+    used = int(usage.get("prompt_tokens", 0) or 0), int(usage.get("completion_tokens", 0) or 0)
+
+    def result(ok: bool, text: str = "", error: str = "", refusal: str = "") -> LineResult:
+        return LineResult(cid, ok, text, *used, error=error, refusal=refusal)
+
     error = line.get("error") or body.get("error")
     if response.get("status_code") == 200 and not error:
         try:
@@ -311,12 +314,12 @@ def _result(cid: str, line: dict) -> LineResult:
         except (KeyError, IndexError, TypeError, AttributeError):
             text, refusal = None, None
         if isinstance(refusal, str) and refusal.strip():
-            return LineResult(cid, False, error="the model refused", refusal=refusal.strip()[:300], **tokens)
+            return result(False, error="the model refused", refusal=refusal.strip()[:300])
         if isinstance(text, str) and text.strip():
-            return LineResult(cid, True, text.strip(), **tokens)
-        return LineResult(cid, False, error="no text in the response", **tokens)
+            return result(True, text.strip())
+        return result(False, error="no text in the response")
     message = error.get("message") if isinstance(error, dict) else str(error or "")
-    return LineResult(cid, False, error=f"HTTP {response.get('status_code')}: {message}"[:300], **tokens)
+    return result(False, error=f"HTTP {response.get('status_code')}: {message}"[:300])
 
 
 # --------------------------------------------------------------------------- cost

@@ -52,7 +52,7 @@ def summary_payload(summary: Summary, chunk: dict[str, Any], now: str) -> dict[s
 def document_vector(chunk_vectors: list[np.ndarray]) -> np.ndarray:
     """The normalised mean of a document's (normalised) chunk vectors."""
     mean = np.mean(chunk_vectors, axis=0, dtype=np.float32)
-    return mean / max(float(np.linalg.norm(mean)), 1e-12)
+    return np.asarray(mean / max(float(np.linalg.norm(mean)), 1e-12), dtype=np.float32)
 
 
 def index_summary(index: Index, embedder: Embedder, bm25: Bm25Encoder, summary: Summary | None, doc_id: str) -> str:

@@ -15,14 +15,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pipelines.graph import (
-    GraphSet,
-    KnowledgeGraph,
-    entity_key,
-    louvain,
-    mentions_from,
-    rrf,
-)
+from pipelines.graph import KnowledgeGraph, rrf
+from pipelines.graph_communities import louvain
+from pipelines.graph_extract import entity_key, mentions_from
+from pipelines.graph_store import GraphSet
 from schemas.graph import (
     ChunkEntities,
     ChunkRelations,
@@ -67,7 +63,7 @@ def test_mentions_come_from_ner_spans_and_pseudonyms_only():
 
 
 def test_extraction_links_people_across_chunks_without_names():
-    from pipelines.graph import extract
+    from pipelines.graph_extract import extract
     from pipelines.redact import Redactor
 
     raw = [
@@ -87,7 +83,7 @@ def test_extraction_links_people_across_chunks_without_names():
 
 
 def test_every_occurrence_of_a_recognised_name_counts_across_line_breaks():
-    from pipelines.graph import extract
+    from pipelines.graph_extract import extract
 
     chunks = [(0, "a", "Globex\nCorporation ships to <PERSON_3f9a1c2b>; Globex Corporation again."),
               (1, "b", "Nothing here but Globexia and <PERSON_3f9a1c2b>.")]

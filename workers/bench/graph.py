@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from pipelines.graph import ContributionStore, GraphSet
+from pipelines.graph_store import ContributionStore, GraphSet
 from schemas.graph import ChunkEntities, DocContribution, Mention
 
 

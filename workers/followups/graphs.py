@@ -17,7 +17,7 @@ from workers.runtime.config import settings
 from workers.runtime.state import keys
 
 if TYPE_CHECKING:
-    from pipelines.graph import GraphSet
+    from pipelines.graph_store import GraphSet
 
 log = logging.getLogger("sluice.graph")
 _lock = threading.Lock()
@@ -36,7 +36,7 @@ def graphs() -> GraphSet:
 
 @cache
 def _graphs() -> GraphSet:
-    from pipelines.graph import GraphSet
+    from pipelines.graph_store import GraphSet
 
     s = settings()
     gs = GraphSet.open(s.data_dir / "graph" / "contributions.sqlite3", per_tenant=bool(s.tenants))

@@ -24,6 +24,7 @@ from workers.followups.kept import FOLLOWUP, followup_chunks, followup_kept
 from workers.runtime import dispatch, flow, resources
 from workers.runtime.config import settings
 from workers.runtime.state import Expired, State
+from workers.runtime.state.base import text
 from workers.runtime.step import step
 
 
@@ -37,7 +38,7 @@ def after_upsert(st: State, event: Event, entities: list[tuple[str, str]]) -> bo
         return False
     raw = st.r.get(marker(event.doc_id))
     needs_summary = summaries.refresh(st, event)
-    if raw and raw.decode() == event.version and not needs_summary and not event.force:
+    if raw and text(raw) == event.version and not needs_summary and not event.force:
         return False
     kept = {"chunks": json.loads(st.get_json("chunks", event.event_id)), "entities": entities}
     st.put_json(FOLLOWUP, event.event_id, json.dumps(kept))
@@ -55,9 +56,9 @@ def after_delete(st: State, event: Event) -> None:
 @step("graph_extract")
 def graph_extract(st: State, event: Event) -> None:
     raw = st.r.get(marker(event.doc_id))
-    if raw and raw.decode() == event.version and not event.force:
+    if raw and text(raw) == event.version and not event.force:
         return  # this version is in the graph already
-    from pipelines.graph import extract
+    from pipelines.graph_extract import extract
 
     chunks, entities = followup_kept(st, event.event_id)
     contribution = extract(

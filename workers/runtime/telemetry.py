@@ -22,6 +22,7 @@ from celery.signals import task_postrun, task_prerun
 
 from workers.runtime import resources
 from workers.runtime.state import keys
+from workers.runtime.state.base import text
 
 log = logging.getLogger("sluice.telemetry")
 BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, math.inf)
@@ -60,7 +61,7 @@ def latencies(r: redis.Redis) -> dict[str, tuple[list[tuple[str, int]], float]]:
     """Per task: cumulative (bound, count) buckets ending in +Inf, and the sum of seconds."""
     out = {}
     for key in r.scan_iter(keys.LATENCY + "*", count=500):
-        raw = {k.decode(): v.decode() for k, v in r.hgetall(key).items()}
+        raw = {text(k): text(v) for k, v in r.hgetall(key).items()}
         running, buckets = 0, []
         for b in BUCKETS:
             running += int(raw.get(_label(b), 0))
@@ -80,7 +81,8 @@ def stage_cpu(r: redis.Redis) -> dict[str, float]:
 
 
 def runs(r: redis.Redis) -> dict[tuple[str, str], int]:
-    return {tuple(k.decode().split("|", 1)): int(v) for k, v in r.hgetall(keys.RUNS).items()}  # type: ignore[misc]
+    found = {tuple(text(k).split("|", 1)): int(v) for k, v in r.hgetall(keys.RUNS).items()}
+    return {(task, outcome): count for (task, outcome), count in found.items()}
 
 
 def _outcome(retval: Any, state: str | None) -> str:

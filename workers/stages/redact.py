@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pipelines.graph import NER_LABELS
+from pipelines.graph_extract import NER_LABELS
 from schemas.documents import RedactedDocument
 from schemas.events import Event
 from workers.runtime import dispatch, resources

@@ -17,7 +17,8 @@ from openai.lib._pydantic import to_strict_json_schema
 from conftest import wait_for
 from fake_openai import FakeOpenAI, Served, strict_problems
 from pipelines.batches import BatchConfig, BatchSummariser, Hooks, MemoryStore
-from pipelines.graph import GraphSet, KnowledgeGraph
+from pipelines.graph import KnowledgeGraph
+from pipelines.graph_store import GraphSet
 from pipelines.relations import MAX_RELATIONS, plan, validate
 from pipelines.summarise import Prompt, TokenCounter, batch_line
 from schemas.graph import (

@@ -7,6 +7,7 @@ import threading
 from typing import Any
 
 import redis
+from redis.typing import EncodableT
 
 TERMINAL = {"done", "unchanged", "deleted", "failed", "superseded"}
 
@@ -29,6 +30,11 @@ class Base:
         return self._seen.items  # type: ignore[no-any-return]
 
 
-def as_fields(fields: dict[str, Any]) -> dict[str, str]:
+def as_fields(fields: dict[str, Any]) -> dict[EncodableT, EncodableT]:
     """Hash fields as Redis keeps them: strings as they are, anything else as JSON."""
     return {k: v if isinstance(v, str) else json.dumps(v) for k, v in fields.items()}
+
+
+def text(reply: Any) -> str:
+    """A Redis reply as text (the client answers bytes; redis-py types a reply ``bytes | str``)."""
+    return reply.decode() if isinstance(reply, bytes) else str(reply)

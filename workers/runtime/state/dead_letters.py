@@ -45,7 +45,10 @@ class DeadLetters(Events):
         return int(self.r.hdel(keys.DEAD_LETTERS, *letter_ids)) if letter_ids else 0
 
     def purge_dead_letters(self) -> int:
-        return int(self.r.pipeline().hlen(keys.DEAD_LETTERS).delete(keys.DEAD_LETTERS).execute()[0])
+        pipe = self.r.pipeline()
+        pipe.hlen(keys.DEAD_LETTERS)
+        pipe.delete(keys.DEAD_LETTERS)
+        return int(pipe.execute()[0])
 
     def counters(self) -> dict[str, int]:
         names = sorted(self.r.scan_iter(keys.COUNTERS))

@@ -7,13 +7,13 @@ import time
 from typing import Any
 
 from workers.runtime.state import keys
-from workers.runtime.state.base import Base, as_fields
+from workers.runtime.state.base import Base, as_fields, text
 
 
 class Documents(Base):
     def indexed_version(self, doc_id: str) -> str | None:
         raw = self.r.get(keys.document_version(doc_id))
-        return raw.decode() if raw else None
+        return text(raw) if raw else None
 
     def record_indexed(self, doc_id: str, version: str, **fields: Any) -> None:
         """The document's current state replaces whatever was known before (no stale fields)."""
@@ -25,7 +25,7 @@ class Documents(Base):
 
     def note_document(self, doc_id: str, **fields: str) -> None:
         """Add fields to a document's status (a follow-up's error) without replacing it."""
-        self.r.hset(keys.document(doc_id), mapping=fields)
+        self.r.hset(keys.document(doc_id), mapping=as_fields(fields))
 
     def record_deleted(self, doc_id: str, **fields: Any) -> None:
         pipe = self.r.pipeline()
@@ -46,14 +46,14 @@ class Documents(Base):
         return json.loads(raw) if raw else None
 
     def document(self, doc_id: str) -> dict[str, str]:
-        return {k.decode(): v.decode() for k, v in self.r.hgetall(keys.document(doc_id)).items()}
+        return {text(k): text(v) for k, v in self.r.hgetall(keys.document(doc_id)).items()}
 
     def find_documents(self, needle: str) -> list[str]:
         """Document ids whose id starts with, or whose key contains, ``needle``."""
         found = []
         for key in self.r.scan_iter(keys.DOCUMENTS, count=500):
-            doc_id = key.decode().removeprefix(keys.document(""))
-            if doc_id.startswith(needle) or needle in (self.r.hget(key, "key") or b"").decode():
+            doc_id = text(key).removeprefix(keys.document(""))
+            if doc_id.startswith(needle) or needle in text(self.r.hget(key, "key") or b""):
                 found.append(doc_id)
         return found
 

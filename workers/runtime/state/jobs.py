@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 from workers.runtime.state import keys
-from workers.runtime.state.base import Base
+from workers.runtime.state.base import Base, text
 
 
 class Jobs(Base):
@@ -21,7 +21,7 @@ class Jobs(Base):
         return {**json.loads(raw), "cancel_requested": bool(self.r.exists(keys.job_cancel(job_id)))}
 
     def jobs(self, limit: int = 10) -> list[dict[str, Any]]:
-        ids = [i.decode() for i in self.r.zrevrange(keys.JOBS, 0, limit - 1)]
+        ids = [text(i) for i in self.r.zrevrange(keys.JOBS, 0, limit - 1)]
         return [j for j in map(self.job, ids) if j]
 
     def cancel_job(self, job_id: str) -> None:
@@ -33,14 +33,14 @@ class Jobs(Base):
         if self.r.set(key, job_id, nx=True, ex=ttl_s):
             return None
         holder = self.r.get(key)
-        if holder is None or holder.decode() == job_id:
+        if holder is None or text(holder) == job_id:
             self.r.set(key, job_id, ex=ttl_s)
             return None
-        return holder.decode()
+        return text(holder)
 
     def bulk_job(self) -> str | None:
         raw = self.r.get(keys.BULK)
-        return raw.decode() if raw else None
+        return text(raw) if raw else None
 
     def release_bulk(self, job_id: str) -> None:
         if self.bulk_job() == job_id:
