@@ -13,6 +13,12 @@ from pipelines.embed import SPACE
 from schemas.documents import Chunk, ChunkPlan
 
 
+def unchanged(plan: ChunkPlan, indexed: Mapping[str, Mapping[str, Any]], version: str) -> bool:
+    """Nothing to write: no chunk to embed or drop, and every indexed chunk already carries this
+    version (a new version with the same chunks still rewrites their payloads)."""
+    return not plan.embed and not plan.delete and all(p.get("doc_version") == version for p in indexed.values())
+
+
 def plan(
     chunks: list[Chunk], indexed: Mapping[str, Mapping[str, Any]], force: bool = False, space: str = SPACE
 ) -> ChunkPlan:

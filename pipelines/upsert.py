@@ -11,7 +11,8 @@ import numpy as np
 from pipelines.embed import SPACE
 from pipelines.index import SCHEMA_VERSION, Index, IndexPoint
 from pipelines.lexical import Bm25Encoder
-from schemas.documents import Chunk, ChunkPlan
+from schemas.documents import Chunk, ChunkPlan, RedactedDocument
+from schemas.events import Event
 
 
 @dataclass(frozen=True)
@@ -25,6 +26,22 @@ class DocumentMeta:
     version: str
     pii_counts: dict[str, int]
     vectors: str = SPACE  # the embedder's vector space (pipelines.embed.vector_space)
+
+    @classmethod
+    def of(cls, event: Event, redacted: RedactedDocument, space: str) -> DocumentMeta:
+        return cls(source=event.source, key=event.key, tenant=event.tenant, file_type=redacted.file_type,
+                   version=event.version, pii_counts=redacted.pii_counts, vectors=space)
+
+    def record(self) -> dict[str, Any]:
+        """The same fields for the document's status record (State.record_indexed)."""
+        return {"key": self.key, "source": self.source, "tenant": self.tenant, "file_type": self.file_type,
+                "pii_counts": self.pii_counts}
+
+
+def plan_counts(chunks: list[Chunk], plan: ChunkPlan) -> dict[str, int]:
+    """What indexing a version did, as reported to the user and counted for /metrics."""
+    return {"chunks": len(chunks), "chunks_embedded": len(plan.embed), "chunks_reused": len(plan.reuse),
+            "chunks_deleted": len(plan.delete)}
 
 
 def key_prefixes(key: str) -> list[str]:

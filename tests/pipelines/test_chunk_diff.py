@@ -71,3 +71,19 @@ def test_headings_stay_with_the_text_they_introduce(chunker):
         "Disinfection\nChlorine is dosed last.",
     ]
     assert [c.section for c in chunks] == ["Filtration", "Disinfection"]
+
+
+def test_a_version_is_unchanged_only_when_nothing_moves_and_every_chunk_carries_it(chunker):
+    from pipelines.diff import unchanged
+    from pipelines.upsert import plan_counts
+
+    doc = RedactedDocument(file_type="txt", elements=[Element(text="One paragraph about the weir.")])
+    chunks = chunker.chunk("d", doc)
+    indexed = {c.hash: {"vectors": SPACE, "doc_version": "v1"} for c in chunks}
+    same = plan(chunks, indexed, space=SPACE)
+    assert unchanged(same, indexed, "v1")
+    assert not unchanged(same, indexed, "v2")  # same chunks, new version: payloads are rewritten
+    grown = plan(chunks, {**indexed, "gone": {"vectors": SPACE, "doc_version": "v1"}}, space=SPACE)
+    assert not unchanged(grown, indexed, "v1")
+    assert plan_counts(chunks, grown) == {"chunks": len(chunks), "chunks_embedded": 0, "chunks_reused": len(chunks),
+                                          "chunks_deleted": 1}

@@ -20,5 +20,4 @@ def diff(st: State, event: Event) -> None:
     if chunk_plan.embed:
         dispatch.hand_on_next("diff", event.event_id)
         return
-    same_version = all(p.get("doc_version") == event.version for p in indexed.values())
-    index_document(st, event, vectors_needed=False, unchanged=same_version and not chunk_plan.delete)
+    index_document(st, event, vectors_needed=False, unchanged=diffing.unchanged(chunk_plan, indexed, event.version))

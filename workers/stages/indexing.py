@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from pipelines.embed import DIMENSIONS
-from pipelines.upsert import DocumentMeta, apply_plan
+from pipelines.upsert import DocumentMeta, apply_plan, plan_counts
 from schemas.documents import ChunkPlan, RedactedDocument
 from schemas.events import Event
 from workers.followups.steps import after_upsert
@@ -19,35 +19,12 @@ def index_document(st: State, event: Event, vectors_needed: bool, unchanged: boo
     chunk_plan = ChunkPlan.model_validate_json(st.get_json("plan", event.event_id))
     redacted = RedactedDocument.model_validate_json(st.get_json("redacted", event.event_id))
     vectors = st.get_vectors(event.event_id, DIMENSIONS) if vectors_needed else np.zeros((0, DIMENSIONS))
-    meta = DocumentMeta(
-        source=event.source,
-        key=event.key,
-        tenant=event.tenant,
-        file_type=redacted.file_type,
-        version=event.version,
-        pii_counts=redacted.pii_counts,
-        vectors=resources.embedder().space,
-    )
+    meta = DocumentMeta.of(event, redacted, resources.embedder().space)
     if not unchanged:
         apply_plan(resources.index(), chunks, chunk_plan, vectors, resources.bm25(), meta)
-    counts = {
-        "chunks": len(chunks),
-        "chunks_embedded": len(chunk_plan.embed),
-        "chunks_reused": len(chunk_plan.reuse),
-        "chunks_deleted": len(chunk_plan.delete),
-    }
-    st.record_indexed(
-        event.doc_id,
-        event.version,
-        key=event.key,
-        source=event.source,
-        tenant=event.tenant,
-        file_type=redacted.file_type,
-        last_event=event.event_id,
-        pii_counts=redacted.pii_counts,
-        stages=flow.route("parse", skip=frozenset() if chunk_plan.embed else frozenset({"embed"})),
-        **counts,
-    )
+    counts = plan_counts(chunks, chunk_plan)
+    stages = flow.route("parse", skip=frozenset() if chunk_plan.embed else frozenset({"embed"}))
+    st.record_indexed(event.doc_id, event.version, **meta.record(), last_event=event.event_id, stages=stages, **counts)
     followups = after_upsert(st, event, redacted.entities)  # keeps chunks and entities for them
     for name in ("chunks_embedded", "chunks_reused", "chunks_deleted"):
         st.add_counter(name, counts[name])

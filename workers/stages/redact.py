@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pipelines.graph_extract import NER_LABELS
-from schemas.documents import RedactedDocument
+from pipelines.redacted_document import redact_document
 from schemas.events import Event
 from workers.runtime import dispatch, resources
 from workers.runtime.state import State
@@ -19,20 +19,7 @@ def redact(st: State, event: Event) -> None:
         doc = parsed(st, event)
         if doc is None:
             return
-    texts = [e.text for e in doc.elements]
-    headings = sorted({e.section for e in doc.elements if e.section} | ({doc.title} if doc.title else set()))
-    done = in_steps(resources.redactor().redact_many, texts + headings)  # long documents report progress
-    clean = {h: r.text for h, r in zip(headings, done[len(texts):])}
-    counts: dict[str, int] = {}
-    for r in done[: len(texts)]:
-        for kind, n in r.counts.items():
-            counts[kind] = counts.get(kind, 0) + n
-    elements = [
-        e.model_copy(update={"text": r.text, "section": clean.get(e.section) if e.section else None})
-        for e, r in zip(doc.elements, done)
-    ]
-    title = clean.get(doc.title) if doc.title else None
-    entities = list(dict.fromkeys(e for r in done for e in r.entities if e[1] in NER_LABELS))
-    out = RedactedDocument(file_type=doc.file_type, title=title, elements=elements, pii_counts=counts, entities=entities)
+    redactor = resources.redactor()
+    out = redact_document(doc, lambda texts: in_steps(redactor.redact_many, texts), NER_LABELS)  # long ones report progress
     st.put_json("redacted", event.event_id, out.model_dump_json())
     dispatch.hand_on_next("redact", event.event_id)

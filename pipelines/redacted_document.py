@@ -1,0 +1,36 @@
+"""A parsed document redacted as a whole: every element's text, its section headings and its title.
+
+Headings and the title are redacted once each (not once per element that carries them),
+with the same pseudonyms as the body, so a name in a heading and in the text below it
+stays one token. Counts are per entity type, never values; the entities are those the
+recogniser found and redaction left intact, for the graph (people never among them).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection
+from typing import TYPE_CHECKING
+
+from schemas.documents import ParsedDocument, RedactedDocument
+
+if TYPE_CHECKING:
+    from pipelines.redact import Redaction
+
+
+def redact_document(doc: ParsedDocument, redact_many: Callable[[list[str]], list[Redaction]],
+                    entity_labels: Collection[str]) -> RedactedDocument:
+    texts = [e.text for e in doc.elements]
+    headings = sorted({e.section for e in doc.elements if e.section} | ({doc.title} if doc.title else set()))
+    done = redact_many(texts + headings)
+    clean = {h: r.text for h, r in zip(headings, done[len(texts):])}
+    counts: dict[str, int] = {}
+    for r in done[: len(texts)]:
+        for kind, n in r.counts.items():
+            counts[kind] = counts.get(kind, 0) + n
+    elements = [
+        e.model_copy(update={"text": r.text, "section": clean.get(e.section) if e.section else None})
+        for e, r in zip(doc.elements, done)
+    ]
+    entities = list(dict.fromkeys(e for r in done for e in r.entities if e[1] in entity_labels))
+    return RedactedDocument(file_type=doc.file_type, title=clean.get(doc.title) if doc.title else None,
+                            elements=elements, pii_counts=counts, entities=entities)
