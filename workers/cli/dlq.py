@@ -19,10 +19,10 @@ def _state():  # type: ignore[no-untyped-def]
     return connect_or_exit()
 
 
-def _letter(st: Any, letter_id: str) -> dict[str, Any]:
+def _letter(state: Any, letter_id: str) -> dict[str, Any]:
     from workers.ingress.dead_letters import find
 
-    letter = find(st, letter_id)
+    letter = find(state, letter_id)
     if letter is None:
         typer.echo(f"no dead letter {letter_id!r} (see `sluice dlq list`)", err=True)
         raise typer.Exit(1)
@@ -41,8 +41,8 @@ def list_letters(as_json: JsonOpt = False) -> None:
     """Every dead letter, oldest first: id, age, stage, document, reason, and the document's state now."""
     from workers.ingress.dead_letters import view
 
-    st = _state()
-    letters = [view(st, d) for d in st.dead_letters()]
+    state = _state()
+    letters = [view(state, d) for d in state.dead_letters()]
     if as_json:
         typer.echo(json.dumps(letters, indent=2))
         return
@@ -59,13 +59,13 @@ def show(letter_id: Annotated[str, typer.Argument(help="Letter id (or a unique p
     """One dead letter with its event and the document's current status."""
     from workers.ingress.dead_letters import view
 
-    st = _state()
-    letter = _letter(st, letter_id)
-    out = view(st, letter)
-    out["event"] = st.event_info(letter["event_id"]) or "expired"
+    state = _state()
+    letter = _letter(state, letter_id)
+    out = view(state, letter)
+    out["event"] = state.event_info(letter["event_id"]) or "expired"
     if isinstance(out["event"], dict) and "event" in out["event"]:
         out["event"]["event"] = json.loads(out["event"]["event"])
-    out["document"] = st.document(letter["doc_id"]) if letter.get("doc_id") else {}
+    out["document"] = state.document(letter["doc_id"]) if letter.get("doc_id") else {}
     typer.echo(json.dumps(out, indent=2, default=str))
 
 
@@ -87,13 +87,13 @@ def retry(
     if bool(letter_id) == all_:
         typer.echo("name one letter id, or --all", err=True)
         raise typer.Exit(2)
-    st = _state()
-    letters = st.dead_letters() if all_ else [_letter(st, letter_id or "")]
-    ingress = Ingress(st, config.settings())
+    state = _state()
+    letters = state.dead_letters() if all_ else [_letter(state, letter_id or "")]
+    ingress = Ingress(state, config.settings())
     started = time.monotonic()
-    results = [dlq.retry(st, ingress, d) for d in letters]
+    results = [dlq.retry(state, ingress, d) for d in letters]
     if wait:
-        dlq.wait(st, results)
+        dlq.wait(state, results)
     if as_json:
         typer.echo(json.dumps(results, indent=2))
     else:
@@ -112,8 +112,8 @@ def retry(
 @dlq_app.command("purge")
 def purge(yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask.")] = False) -> None:
     """Delete every dead letter (the documents' failure records stay: unchanged content is not re-parsed)."""
-    st = _state()
-    n = len(st.dead_letters())
+    state = _state()
+    n = len(state.dead_letters())
     if n and not yes and not typer.confirm(f"delete {n} dead letters?"):
         raise typer.Exit(1)
-    typer.echo(f"purged {st.purge_dead_letters()} dead letters")
+    typer.echo(f"purged {state.purge_dead_letters()} dead letters")

@@ -31,21 +31,21 @@ from workers.runtime.state import State, keys
 log = logging.getLogger("sluice.summaries")
 
 
-def summariser(st: State, client: Any = None) -> BatchSummariser:
+def summariser(state: State, client: Any = None) -> BatchSummariser:
     hooks = Hooks(
-        current_version=st.indexed_version,
-        deliver=lambda s: publish(st, s),
-        relations=lambda found: relations.deliver(st, found),
-        give_up=lambda doc_id, version, reason: note(st, doc_id, version, summary_error=reason),
+        current_version=state.indexed_version,
+        deliver=lambda s: publish(state, s),
+        relations=lambda found: relations.deliver(state, found),
+        give_up=lambda doc_id, version, reason: note(state, doc_id, version, summary_error=reason),
         scrub=lambda text: resources.redactor().redact(text).text,  # the redact stage, again
     )
-    return BatchSummariser(RedisStore(st.r), config(settings()), hooks, token_counter(), summary_prompt(), client)
+    return BatchSummariser(RedisStore(state.r), config(settings()), hooks, token_counter(), summary_prompt(), client)
 
 
-def forget(st: State, doc_id: str) -> None:
-    st.r.delete(keys.summary(doc_id))
-    st.r.hdel(keys.document(doc_id), *FIELDS)
-    summariser(st).forget(doc_id)
+def forget(state: State, doc_id: str) -> None:
+    state.r.delete(keys.summary(doc_id))
+    state.r.hdel(keys.document(doc_id), *FIELDS)
+    summariser(state).forget(doc_id)
 
 
 @app.task(name="sluice.summary_tick")
@@ -53,12 +53,12 @@ def summary_tick() -> dict[str, Any]:
     """Beat: recover, poll, collect, submit. One tick at a time across all workers."""
     if not batch_enabled():
         return {"enabled": False}
-    st = resources.state()
-    lock = st.r.lock(keys.SUMMARY_LOCK, timeout=max(120, int(settings().openai_timeout_s * 8)))
+    state = resources.state()
+    lock = state.r.lock(keys.SUMMARY_LOCK, timeout=max(120, int(settings().openai_timeout_s * 8)))
     if not lock.acquire(blocking=False):
         return {"busy": True}
     try:
-        return summariser(st, openai_client()).tick()
+        return summariser(state, openai_client()).tick()
     except Exception as exc:  # noqa: BLE001  (the endpoint is down or slow: the next tick carries on)
         log.warning("summary tick failed: %s: %s", type(exc).__name__, exc)
         return {"error": f"{type(exc).__name__}: {exc}"[:300]}
@@ -69,7 +69,7 @@ def summary_tick() -> dict[str, Any]:
             pass
 
 
-def status(st: State) -> dict[str, Any]:
+def status(state: State) -> dict[str, Any]:
     """Summary mode and Batch API cost totals, for ``sluice status``."""
-    totals = summariser(st).totals().model_dump()
+    totals = summariser(state).totals().model_dump()
     return {"mode": "batch" if batch_enabled() else "extractive only", "tokens": token_counter().name, **totals}

@@ -40,10 +40,10 @@ def _graphs() -> GraphSet:
 
     s = settings()
     gs = GraphSet.open(s.data_dir / "graph" / "contributions.sqlite3", per_tenant=bool(s.tenants))
-    st = resources.state()
+    state = resources.state()
     versions = gs.store.versions()
-    pipe = st.r.pipeline(transaction=False)
-    for key in st.r.scan_iter(marker("*"), count=1000):  # the Redis cache follows the durable store
+    pipe = state.r.pipeline(transaction=False)
+    for key in state.r.scan_iter(marker("*"), count=1000):  # the Redis cache follows the durable store
         if key.decode().removeprefix(marker("")) not in versions:
             pipe.delete(key)
     for doc_id, version in versions.items():

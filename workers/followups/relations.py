@@ -53,10 +53,10 @@ def _key(token: str) -> str:
     return keys.relations(token)
 
 
-def deliver(st: State, found: ChunkRelations) -> bool:
+def deliver(state: State, found: ChunkRelations) -> bool:
     """Batch side: park validated relations and tell the query worker (the message holds a token only)."""
     token = hashlib.sha256(f"{found.doc_id}:{found.version}:{found.chunk_hash}".encode()).hexdigest()[:32]
-    st.r.set(_key(token), found.model_dump_json(), ex=settings().artifact_ttl_s)
+    state.r.set(_key(token), found.model_dump_json(), ex=settings().artifact_ttl_s)
     graph_relations.delay(token)
     return True
 
@@ -64,16 +64,16 @@ def deliver(st: State, found: ChunkRelations) -> bool:
 @app.task(name="sluice.graph_relations", bind=True, max_retries=WAIT_RETRIES)
 def graph_relations(self: Any, token: str) -> str:
     """Query worker: attach one chunk's relations to the graph, if its document version is still there."""
-    st = resources.state()
-    raw = st.r.get(_key(token))
+    state = resources.state()
+    raw = state.r.get(_key(token))
     if raw is None:
         return "expired"
     found = ChunkRelations.model_validate_json(raw)
     outcome = graphs().attach(found)
     if outcome == "waiting":
-        if st.indexed_version(found.doc_id) == found.version and self.request.retries < WAIT_RETRIES:
+        if state.indexed_version(found.doc_id) == found.version and self.request.retries < WAIT_RETRIES:
             raise self.retry(countdown=1.0 + self.request.retries)  # its contribution is on its way
         outcome = "stale"  # changed or deleted since: the newer version asks for its own relations
-    st.r.delete(_key(token))
+    state.r.delete(_key(token))
     log.info("relations for a chunk: %s", outcome)
     return outcome

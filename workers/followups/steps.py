@@ -28,7 +28,7 @@ from workers.runtime.state.base import text
 from workers.runtime.step import step
 
 
-def after_upsert(st: State, event: Event, entities: list[tuple[str, str]]) -> bool:
+def after_upsert(state: State, event: Event, entities: list[tuple[str, str]]) -> bool:
     """Keep the chunks for the follow-up stages, unless graph and summary are already current.
 
     Returns whether follow-ups started: the event then stays in flight until the
@@ -36,66 +36,66 @@ def after_upsert(st: State, event: Event, entities: list[tuple[str, str]]) -> bo
     """
     if not settings().followups:
         return False
-    raw = st.r.get(marker(event.doc_id))
-    needs_summary = summaries.refresh(st, event)
+    raw = state.r.get(marker(event.doc_id))
+    needs_summary = summaries.refresh(state, event)
     if raw and text(raw) == event.version and not needs_summary and not event.force:
         return False
-    kept = {"chunks": json.loads(st.get_json("chunks", event.event_id)), "entities": entities}
-    st.put_json(FOLLOWUP, event.event_id, json.dumps(kept))
+    kept = {"chunks": json.loads(state.get_json("chunks", event.event_id)), "entities": entities}
+    state.put_json(FOLLOWUP, event.event_id, json.dumps(kept))
     dispatch.hand_on(flow.AFTER_UPSERT, event.event_id)
     return True
 
 
-def after_delete(st: State, event: Event) -> None:
+def after_delete(state: State, event: Event) -> None:
     """Runs in the query worker's ``delete`` stage: the document leaves the graph and loses its summary."""
     graphs().forget(event.doc_id)
-    st.r.delete(marker(event.doc_id))
-    batch.forget(st, event.doc_id)
+    state.r.delete(marker(event.doc_id))
+    batch.forget(state, event.doc_id)
 
 
 @step("graph_extract")
-def graph_extract(st: State, event: Event) -> None:
-    raw = st.r.get(marker(event.doc_id))
+def graph_extract(state: State, event: Event) -> None:
+    raw = state.r.get(marker(event.doc_id))
     if raw and text(raw) == event.version and not event.force:
         return  # this version is in the graph already
     from pipelines.graph_extract import extract
 
-    chunks, entities = followup_kept(st, event.event_id)
+    chunks, entities = followup_kept(state, event.event_id)
     contribution = extract(
         event.doc_id, event.version, [(c.position, c.hash, c.text) for c in chunks], entities,
         tenant=event.tenant, key=event.key,
     )
-    st.put_json("graphcontrib", event.event_id, contribution.model_dump_json())
-    relations.request(batch.summariser(st), contribution, chunks)  # typed relations, when a model is configured
+    state.put_json("graphcontrib", event.event_id, contribution.model_dump_json())
+    relations.request(batch.summariser(state), contribution, chunks)  # typed relations, when a model is configured
 
 
 @step("summarise")
-def summarise(st: State, event: Event) -> None:
-    kept = summaries.summary(st, event.doc_id)
+def summarise(state: State, event: Event) -> None:
+    kept = summaries.summary(state, event.doc_id)
     if kept is not None and kept.version == event.version and not event.force:
         return
-    texts = [c.text for c in followup_chunks(st, event.event_id)]
+    texts = [c.text for c in followup_chunks(state, event.event_id)]
     local = Summary(doc_id=event.doc_id, version=event.version, text=extractive_summary(texts), kind="extractive",
                     method=EXTRACTIVE_METHOD, created_at=time.time())
-    if not summaries.publish(st, local, index=False) or not summaries.batch_enabled():  # graph_apply indexes it
+    if not summaries.publish(state, local, index=False) or not summaries.batch_enabled():  # graph_apply indexes it
         return
     s = settings()
-    b = batch.summariser(st)
+    b = batch.summariser(state)
     b.enqueue(plan(event.doc_id, event.version, texts, b.prompt, b.count, s.summary_input_tokens, b.cfg.words,
                    time.time()))
 
 
 @step("graph_apply")
-def graph_apply(st: State, event: Event) -> None:
+def graph_apply(state: State, event: Event) -> None:
     """The last follow-up, in the index owner: apply the document's contribution (if still current)
     and index its summary; the step runtime then releases the event whatever happened."""
-    _apply(st, event.event_id)
-    summaries.index_summary_of(st, event.doc_id)
+    _apply(state, event.event_id)
+    summaries.index_summary_of(state, event.doc_id)
 
 
-def _apply(st: State, event_id: str) -> str:
+def _apply(state: State, event_id: str) -> str:
     try:
-        c = DocContribution.model_validate_json(st.get_json("graphcontrib", event_id))
+        c = DocContribution.model_validate_json(state.get_json("graphcontrib", event_id))
     except Expired:
         return "expired"  # nothing extracted (already current, superseded or failed)
     gs = graphs()
@@ -103,9 +103,9 @@ def _apply(st: State, event_id: str) -> str:
         indexed = {p.get("doc_version") for p in resources.index().chunk_hashes(c.doc_id).values()}
         if indexed == {c.version}:
             gs.apply(c)
-            st.r.set(marker(c.doc_id), c.version)
+            state.r.set(marker(c.doc_id), c.version)
             outcome = "applied"
         else:
             outcome = "stale"  # changed or deleted since; its newer event brings its own contribution
-    st.drop("graphcontrib", event_id)
+    state.drop("graphcontrib", event_id)
     return outcome

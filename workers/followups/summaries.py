@@ -80,8 +80,8 @@ def openai_client() -> Any:
     return OpenAI(api_key=key, base_url=s.openai_base_url, timeout=s.openai_timeout_s, max_retries=1)
 
 
-def summary(st: State, doc_id: str) -> Summary | None:
-    raw = st.r.get(keys.summary(doc_id))
+def summary(state: State, doc_id: str) -> Summary | None:
+    raw = state.r.get(keys.summary(doc_id))
     return Summary.model_validate_json(raw) if raw else None
 
 
@@ -90,13 +90,13 @@ def _fields(s: Summary) -> dict[str, str]:
             "summary_version": s.version}
 
 
-def _if_current(st: State, doc_id: str, version: str, write: Any) -> bool:
+def _if_current(state: State, doc_id: str, version: str, write: Any) -> bool:
     """Run ``write(pipe)`` atomically, only while the document's indexed version is ``version``."""
-    with st.r.pipeline() as pipe:
+    with state.r.pipeline() as pipe:
         while True:
             try:
                 pipe.watch(keys.document_version(doc_id))
-                if st.indexed_version(doc_id) != version:
+                if state.indexed_version(doc_id) != version:
                     pipe.reset()
                     return False
                 pipe.multi()
@@ -107,7 +107,7 @@ def _if_current(st: State, doc_id: str, version: str, write: Any) -> bool:
                 continue
 
 
-def store_summary(st: State, s: Summary) -> bool:
+def store_summary(state: State, s: Summary) -> bool:
     """Keep a summary and show it on the document; False (and nothing written) if the content changed."""
 
     def write(pipe: Any) -> None:
@@ -115,36 +115,36 @@ def store_summary(st: State, s: Summary) -> bool:
         pipe.hset(keys.document(s.doc_id), mapping=_fields(s))  # same hash as State.record_indexed
         pipe.hdel(keys.document(s.doc_id), "summary_error")
 
-    return _if_current(st, s.doc_id, s.version, write)
+    return _if_current(state, s.doc_id, s.version, write)
 
 
-def publish(st: State, s: Summary, index: bool = True) -> bool:
+def publish(state: State, s: Summary, index: bool = True) -> bool:
     """Store a summary and (unless the caller indexes it) have the query worker index it; False if the content changed."""
-    if not store_summary(st, s):
+    if not store_summary(state, s):
         return False
     if index:
         summary_index.delay(s.doc_id)
     return True
 
 
-def note(st: State, doc_id: str, version: str, **fields: str) -> None:
-    _if_current(st, doc_id, version, lambda pipe: pipe.hset(keys.document(doc_id), mapping=fields))
+def note(state: State, doc_id: str, version: str, **fields: str) -> None:
+    _if_current(state, doc_id, version, lambda pipe: pipe.hset(keys.document(doc_id), mapping=fields))
 
 
-def refresh(st: State, event: Event) -> bool:
+def refresh(state: State, event: Event) -> bool:
     """True if the document needs summarising; else re-shows the kept summary (re-indexing resets the hash)."""
-    kept = summary(st, event.doc_id)
+    kept = summary(state, event.doc_id)
     if kept is None or kept.version != event.version or event.force:
         return True
-    store_summary(st, kept)
+    store_summary(state, kept)
     return False
 
 
-def index_summary_of(st: State, doc_id: str) -> str:
+def index_summary_of(state: State, doc_id: str) -> str:
     """Query worker: make the document's summary point match its stored summary (idempotent)."""
     from pipelines.summary_index import index_summary
 
-    return index_summary(resources.index(), resources.embedder(), resources.bm25(), summary(st, doc_id), doc_id)
+    return index_summary(resources.index(), resources.embedder(), resources.bm25(), summary(state, doc_id), doc_id)
 
 
 @app.task(name="sluice.summary_index")

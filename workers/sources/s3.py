@@ -185,7 +185,7 @@ def digest(c: Any, bucket: str, key: str, max_bytes: int) -> tuple[str, str] | N
 
 
 def object_event(
-    st: State, c: Any, bucket: str, key: str, etag: str | None, tenant: str, max_bytes: int
+    state: State, c: Any, bucket: str, key: str, etag: str | None, tenant: str, max_bytes: int
 ) -> Event | None:
     """A create/modify event for an object (None if it is gone by now).
 
@@ -195,7 +195,7 @@ def object_event(
     source = s3_source(bucket)
     doc_id = document_id(source, key)
     etag = (etag or "").strip('"')
-    version = st.object_digest(doc_id, etag) if etag else None
+    version = state.object_digest(doc_id, etag) if etag else None
     if version is None:
         try:
             found = digest(c, bucket, key, max_bytes)
@@ -205,12 +205,12 @@ def object_event(
             return None
         version, etag_now = found
         if etag_now:
-            st.remember_digest(doc_id, etag_now, version)
-    action = Action.modify if st.indexed_version(doc_id) is not None else Action.create
+            state.remember_digest(doc_id, etag_now, version)
+    action = Action.modify if state.indexed_version(doc_id) is not None else Action.create
     return Event(source=source, key=key, action=action, version=version, tenant=tenant)
 
 
-def version_of(st: State, c: Any, bucket: str, key: str, max_bytes: int) -> str | None:
+def version_of(state: State, c: Any, bucket: str, key: str, max_bytes: int) -> str | None:
     """Current sha256 of an object (None if gone); a HEAD suffices when its ETag was hashed before."""
     from botocore.exceptions import BotoCoreError, ClientError
 
@@ -223,10 +223,10 @@ def version_of(st: State, c: Any, bucket: str, key: str, max_bytes: int) -> str 
     except BotoCoreError as exc:
         raise _refusal(exc, f"s3://{bucket}/{key}") from exc
     doc_id = document_id(s3_source(bucket), key)
-    if cached := st.object_digest(doc_id, etag_of(head)):
+    if cached := state.object_digest(doc_id, etag_of(head)):
         return cached
     found = digest(c, bucket, key, max_bytes)
     if found is None:
         return None
-    st.remember_digest(doc_id, found[1], found[0])
+    state.remember_digest(doc_id, found[1], found[0])
     return found[0]

@@ -13,14 +13,14 @@ from workers.runtime.step import step
 
 
 @step("chunk")
-def chunk(st: State, event: Event) -> None:
-    doc = RedactedDocument.model_validate_json(st.get_json("redacted", event.event_id))
+def chunk(state: State, event: Event) -> None:
+    doc = RedactedDocument.model_validate_json(state.get_json("redacted", event.event_id))
     chunks = resources.chunker().chunk(event.doc_id, doc)
     if not chunks:
         raise PermanentError("no text left to index after parsing")
-    st.put_json("chunks", event.event_id, json.dumps([c.model_dump() for c in chunks]))
+    state.put_json("chunks", event.event_id, json.dumps([c.model_dump() for c in chunks]))
     dispatch.hand_on_next("chunk", event.event_id)
 
 
-def chunks_of(st: State, event_id: str) -> list[Chunk]:
-    return [Chunk.model_validate(c) for c in json.loads(st.get_json("chunks", event_id))]
+def chunks_of(state: State, event_id: str) -> list[Chunk]:
+    return [Chunk.model_validate(c) for c in json.loads(state.get_json("chunks", event_id))]

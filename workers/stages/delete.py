@@ -10,11 +10,11 @@ from workers.runtime.step import step
 
 
 @step("delete")
-def delete(st: State, event: Event) -> None:
+def delete(state: State, event: Event) -> None:
     index = resources.index()
     removed = index.count({"doc_id": event.doc_id})
     index.delete_document(event.doc_id)
-    st.record_deleted(event.doc_id, key=event.key, source=event.source, last_event=event.event_id)
-    after_delete(st, event)  # the graph and the summary forget the document
-    st.add_counter("chunks_deleted", removed)
-    st.finish(event.event_id, "deleted", chunks_deleted=removed)
+    state.record_deleted(event.doc_id, key=event.key, source=event.source, last_event=event.event_id)
+    after_delete(state, event)  # the graph and the summary forget the document
+    state.add_counter("chunks_deleted", removed)
+    state.finish(event.event_id, "deleted", chunks_deleted=removed)

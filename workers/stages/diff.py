@@ -12,12 +12,12 @@ from workers.stages.indexing import index_document
 
 
 @step("diff")
-def diff(st: State, event: Event) -> None:
-    chunks = chunks_of(st, event.event_id)
+def diff(state: State, event: Event) -> None:
+    chunks = chunks_of(state, event.event_id)
     indexed = resources.index().chunk_hashes(event.doc_id)
     chunk_plan = diffing.plan(chunks, indexed, force=event.force, space=resources.embedder().space)
-    st.put_json("plan", event.event_id, chunk_plan.model_dump_json())
+    state.put_json("plan", event.event_id, chunk_plan.model_dump_json())
     if chunk_plan.embed:
         dispatch.hand_on_next("diff", event.event_id)
         return
-    index_document(st, event, vectors_needed=False, unchanged=diffing.unchanged(chunk_plan, indexed, event.version))
+    index_document(state, event, vectors_needed=False, unchanged=diffing.unchanged(chunk_plan, indexed, event.version))

@@ -12,9 +12,9 @@ from workers.stages.chunk import chunks_of
 
 
 @step("embed")
-def embed(st: State, event: Event) -> None:
-    chunks = {c.position: c for c in chunks_of(st, event.event_id)}
-    chunk_plan = ChunkPlan.model_validate_json(st.get_json("plan", event.event_id))
+def embed(state: State, event: Event) -> None:
+    chunks = {c.position: c for c in chunks_of(state, event.event_id)}
+    chunk_plan = ChunkPlan.model_validate_json(state.get_json("plan", event.event_id))
     vectors = in_steps(resources.embedder().embed, [chunks[p].text for p in chunk_plan.embed])
-    st.put_vectors(event.event_id, vectors)
+    state.put_vectors(event.event_id, vectors)
     dispatch.hand_on_next("embed", event.event_id)

@@ -14,19 +14,19 @@ from workers.runtime.state import State
 from workers.stages.chunk import chunks_of
 
 
-def index_document(st: State, event: Event, vectors_needed: bool, unchanged: bool) -> None:
-    chunks = chunks_of(st, event.event_id)
-    chunk_plan = ChunkPlan.model_validate_json(st.get_json("plan", event.event_id))
-    redacted = RedactedDocument.model_validate_json(st.get_json("redacted", event.event_id))
-    vectors = st.get_vectors(event.event_id, DIMENSIONS) if vectors_needed else np.zeros((0, DIMENSIONS))
+def index_document(state: State, event: Event, vectors_needed: bool, unchanged: bool) -> None:
+    chunks = chunks_of(state, event.event_id)
+    chunk_plan = ChunkPlan.model_validate_json(state.get_json("plan", event.event_id))
+    redacted = RedactedDocument.model_validate_json(state.get_json("redacted", event.event_id))
+    vectors = state.get_vectors(event.event_id, DIMENSIONS) if vectors_needed else np.zeros((0, DIMENSIONS))
     meta = DocumentMeta.of(event, redacted, resources.embedder().space)
     if not unchanged:
         apply_plan(resources.index(), chunks, chunk_plan, vectors, resources.bm25(), meta)
     counts = plan_counts(chunks, chunk_plan)
     stages = flow.route("parse", skip=frozenset() if chunk_plan.embed else frozenset({"embed"}))
-    st.record_indexed(event.doc_id, event.version, **meta.record(), last_event=event.event_id, stages=stages, **counts)
-    followups = after_upsert(st, event, redacted.entities)  # keeps chunks and entities for them
+    state.record_indexed(event.doc_id, event.version, **meta.record(), last_event=event.event_id, stages=stages, **counts)
+    followups = after_upsert(state, event, redacted.entities)  # keeps chunks and entities for them
     for name in ("chunks_embedded", "chunks_reused", "chunks_deleted"):
-        st.add_counter(name, counts[name])
-    st.finish(event.event_id, "unchanged" if unchanged else "done", release=not followups, **counts)
-    st.drop_artifacts(event.event_id)
+        state.add_counter(name, counts[name])
+    state.finish(event.event_id, "unchanged" if unchanged else "done", release=not followups, **counts)
+    state.drop_artifacts(event.event_id)

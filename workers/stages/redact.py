@@ -13,13 +13,13 @@ from workers.stages.parse import parsed
 
 
 @step("redact")
-def redact(st: State, event: Event) -> None:
-    doc = st.kept("parsed", event.event_id)
+def redact(state: State, event: Event) -> None:
+    doc = state.kept("parsed", event.event_id)
     if doc is None:  # a redelivered or retried redact message: parse again, nothing raw was kept
-        doc = parsed(st, event)
+        doc = parsed(state, event)
         if doc is None:
             return
     redactor = resources.redactor()
     out = redact_document(doc, lambda texts: in_steps(redactor.redact_many, texts), NER_LABELS)  # long ones report progress
-    st.put_json("redacted", event.event_id, out.model_dump_json())
+    state.put_json("redacted", event.event_id, out.model_dump_json())
     dispatch.hand_on_next("redact", event.event_id)

@@ -9,5 +9,5 @@ from workers.stages.indexing import index_document
 
 
 @step("upsert")
-def upsert(st: State, event: Event) -> None:
-    index_document(st, event, vectors_needed=True, unchanged=False)
+def upsert(state: State, event: Event) -> None:
+    index_document(state, event, vectors_needed=True, unchanged=False)
