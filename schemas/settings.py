@@ -34,6 +34,12 @@ class Settings(BaseSettings):
     max_queue_depth: int = 200  # messages waiting in any one queue
     max_document_bytes: int = 50 * 1024 * 1024  # 50 MiB; refusals report sizes in MiB
     parse_time_limit_s: int = 120
+    # A parse runs in a forked child that may take this much memory above its worker (pipelines/isolated.py):
+    # a document needing more is dead-lettered, the worker stays as it was.
+    parse_memory_mib: int = 2048
+    # A step delivered this often without ever finishing (its worker died each time: out of memory, a crash)
+    # is dead-lettered as "crashed the worker N times" instead of being run again.
+    max_deliveries: int = 3
     task_time_limit_s: int = 600
 
     # Retries of transient failures.
