@@ -93,13 +93,13 @@ class KnowledgeGraph:
             kg.add(c)
         return kg
 
-    def add(self, c: DocContribution) -> None:
+    def add(self, contribution: DocContribution) -> None:
         """Add a document's contribution, replacing its earlier one (an edit)."""
-        old = self.docs.pop(c.doc_id, None)
+        old = self.docs.pop(contribution.doc_id, None)
         if old is not None:
             self._apply(old, -1)
-        self._apply(c, +1)
-        self.docs[c.doc_id] = c
+        self._apply(contribution, +1)
+        self.docs[contribution.doc_id] = contribution
         self.revision += 1
 
     def remove(self, doc_id: str) -> bool:
@@ -110,12 +110,12 @@ class KnowledgeGraph:
         self.revision += 1
         return True
 
-    def _apply(self, c: DocContribution, sign: int) -> None:
+    def _apply(self, contribution: DocContribution, sign: int) -> None:
         touched_nodes: set[str] = set()
         touched_edges: set[tuple[str, str]] = set()
         touched_relations: set[Triple] = set()
-        for ch in c.chunks:
-            cid = f"{c.doc_id}:{ch.chunk_hash}"
+        for ch in contribution.chunks:
+            cid = f"{contribution.doc_id}:{ch.chunk_hash}"
             for m in ch.mentions:
                 node = self.nodes.get(m.key)
                 if node is None:
@@ -129,7 +129,7 @@ class KnowledgeGraph:
             for k in keys:
                 node = self.nodes[k]
                 _bump(node.chunks, cid, sign)
-                _bump(node.docs, c.doc_id, sign)
+                _bump(node.docs, contribution.doc_id, sign)
                 for d in ch.dates:
                     _bump(node.dates, d, sign)
             for a, b in combinations(keys, 2):

@@ -35,8 +35,8 @@ class ContributionStore:
             "CREATE TABLE IF NOT EXISTS contributions (doc_id TEXT PRIMARY KEY, version TEXT NOT NULL, body TEXT NOT NULL)"
         )
 
-    def put(self, c: DocContribution) -> None:
-        self._db.execute("INSERT OR REPLACE INTO contributions VALUES (?, ?, ?)", (c.doc_id, c.version, c.model_dump_json()))
+    def put(self, contribution: DocContribution) -> None:
+        self._db.execute("INSERT OR REPLACE INTO contributions VALUES (?, ?, ?)", (contribution.doc_id, contribution.version, contribution.model_dump_json()))
 
     def delete(self, doc_id: str) -> None:
         self._db.execute("DELETE FROM contributions WHERE doc_id = ?", (doc_id,))
@@ -72,11 +72,11 @@ class GraphSet:
     @classmethod
     def open(cls, path: Path, per_tenant: bool = False) -> GraphSet:
         started = time.perf_counter()
-        gs = cls(ContributionStore(path), per_tenant)
-        for c in gs.store.load():
-            gs._add(c)
-        gs.load_seconds = time.perf_counter() - started
-        return gs
+        graph_set = cls(ContributionStore(path), per_tenant)
+        for c in graph_set.store.load():
+            graph_set._add(c)
+        graph_set.load_seconds = time.perf_counter() - started
+        return graph_set
 
     def partition(self, tenant: str | None) -> str:
         return (tenant or "default") if self.per_tenant else "*"
@@ -84,17 +84,17 @@ class GraphSet:
     def graph(self, tenant: str | None = None) -> KnowledgeGraph:
         return self.graphs.get(self.partition(tenant)) or KnowledgeGraph()
 
-    def _add(self, c: DocContribution) -> None:
-        part = self.partition(c.tenant)
-        if self._part.get(c.doc_id, part) != part:
-            self.graphs[self._part[c.doc_id]].remove(c.doc_id)
-        self.graphs.setdefault(part, KnowledgeGraph()).add(c)
-        self._part[c.doc_id] = part
+    def _add(self, contribution: DocContribution) -> None:
+        part = self.partition(contribution.tenant)
+        if self._part.get(contribution.doc_id, part) != part:
+            self.graphs[self._part[contribution.doc_id]].remove(contribution.doc_id)
+        self.graphs.setdefault(part, KnowledgeGraph()).add(contribution)
+        self._part[contribution.doc_id] = part
 
-    def apply(self, c: DocContribution) -> None:
+    def apply(self, contribution: DocContribution) -> None:
         with self.lock:
-            self.store.put(c)
-            self._add(c)
+            self.store.put(contribution)
+            self._add(contribution)
 
     def forget(self, doc_id: str) -> bool:
         with self.lock:

@@ -62,10 +62,10 @@ def messages(prompt: Prompt, text: str, entities: Sequence[tuple[str, str, str]]
     return [{"role": "system", "content": prompt.sections["system"]}, {"role": "user", "content": user}]
 
 
-def plan(c: DocContribution, texts: dict[str, str], prompt: Prompt, count: TokenCounter, now: float) -> list[SummaryRequest]:
+def plan(contribution: DocContribution, texts: dict[str, str], prompt: Prompt, count: TokenCounter, now: float) -> list[SummaryRequest]:
     """One request per distinct chunk with at least two distinct entities (``texts``: chunk hash -> redacted text)."""
     out, seen = [], set()
-    for ch in c.chunks:
+    for ch in contribution.chunks:
         entities: dict[str, tuple[str, str, str]] = {}
         for m in ch.mentions:
             entities.setdefault(m.key, (m.key, m.text, m.type))
@@ -74,7 +74,7 @@ def plan(c: DocContribution, texts: dict[str, str], prompt: Prompt, count: Token
         seen.add(ch.chunk_hash)
         msgs = messages(prompt, texts[ch.chunk_hash], list(entities.values()))
         out.append(SummaryRequest(
-            custom_id=custom_id(c.doc_id, c.version, ch.chunk_hash), doc_id=c.doc_id, version=c.version,
+            custom_id=custom_id(contribution.doc_id, contribution.version, ch.chunk_hash), doc_id=contribution.doc_id, version=contribution.version,
             kind="relations", chunk_hash=ch.chunk_hash, entities=sorted(entities), messages=msgs,
             input_tokens=sum(count(m["content"]) for m in msgs), queued_at=now,
             response_format=response_format(), max_tokens=MAX_TOKENS,

@@ -17,7 +17,7 @@ from workers.followups.summaries import (
     FIELDS,
     RedisStore,
     batch_enabled,
-    config,
+    batch_config,
     note,
     openai_client,
     publish,
@@ -39,7 +39,7 @@ def summariser(state: State, client: Any = None) -> BatchSummariser:
         give_up=lambda doc_id, version, reason: note(state, doc_id, version, summary_error=reason),
         scrub=lambda text: resources.redactor().redact(text).text,  # the redact stage, again
     )
-    return BatchSummariser(RedisStore(state.r), config(settings()), hooks, token_counter(), summary_prompt(), client)
+    return BatchSummariser(RedisStore(state.r), batch_config(settings()), hooks, token_counter(), summary_prompt(), client)
 
 
 def forget(state: State, doc_id: str) -> None:

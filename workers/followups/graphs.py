@@ -38,10 +38,10 @@ def graphs() -> GraphSet:
 def _graphs() -> GraphSet:
     from pipelines.graph_store import GraphSet
 
-    s = settings()
-    gs = GraphSet.open(s.data_dir / "graph" / "contributions.sqlite3", per_tenant=bool(s.tenants))
+    config = settings()
+    graph_set = GraphSet.open(config.data_dir / "graph" / "contributions.sqlite3", per_tenant=bool(config.tenants))
     state = resources.state()
-    versions = gs.store.versions()
+    versions = graph_set.store.versions()
     pipe = state.r.pipeline(transaction=False)
     for key in state.r.scan_iter(marker("*"), count=1000):  # the Redis cache follows the durable store
         if key.decode().removeprefix(marker("")) not in versions:
@@ -49,10 +49,10 @@ def _graphs() -> GraphSet:
     for doc_id, version in versions.items():
         pipe.set(marker(doc_id), version)
     pipe.execute()
-    stats = [g.stats() for g in gs.graphs.values()]
-    log.info("graph loaded in %.2fs: %d documents, %d entities, %d edges", gs.load_seconds,
+    stats = [g.stats() for g in graph_set.graphs.values()]
+    log.info("graph loaded in %.2fs: %d documents, %d entities, %d edges", graph_set.load_seconds,
              sum(x.documents for x in stats), sum(x.entities for x in stats), sum(x.edges for x in stats))
-    return gs
+    return graph_set
 
 
 @worker_ready.connect

@@ -41,12 +41,12 @@ def enabled() -> bool:
     return settings().graph_relations and batch_enabled()
 
 
-def request(b: BatchSummariser, contribution: DocContribution, chunks: list[Chunk]) -> int:
+def request(summariser: BatchSummariser, contribution: DocContribution, chunks: list[Chunk]) -> int:
     """Queue the relation requests of one document version; the number queued."""
     if not enabled():
         return 0
     texts = {c.hash: c.text for c in chunks}  # redacted: chunks are cut from the redacted document
-    return b.enqueue(plan(contribution, texts, _prompt(), b.count, time.time()))
+    return summariser.enqueue(plan(contribution, texts, _prompt(), summariser.count, time.time()))
 
 
 def _key(token: str) -> str:

@@ -71,7 +71,7 @@ def graph_extract(state: State, event: Event) -> None:
 
 @step("summarise")
 def summarise(state: State, event: Event) -> None:
-    kept = summaries.summary(state, event.doc_id)
+    kept = summaries.stored_summary(state, event.doc_id)
     if kept is not None and kept.version == event.version and not event.force:
         return
     texts = [c.text for c in followup_chunks(state, event.event_id)]
@@ -79,9 +79,9 @@ def summarise(state: State, event: Event) -> None:
                     method=EXTRACTIVE_METHOD, created_at=time.time())
     if not summaries.publish(state, local, index=False) or not summaries.batch_enabled():  # graph_apply indexes it
         return
-    s = settings()
-    b = batch.summariser(state)
-    b.enqueue(plan(event.doc_id, event.version, texts, b.prompt, b.count, s.summary_input_tokens, b.cfg.words,
+    config = settings()
+    summariser = batch.summariser(state)
+    summariser.enqueue(plan(event.doc_id, event.version, texts, summariser.prompt, summariser.count, config.summary_input_tokens, summariser.cfg.words,
                    time.time()))
 
 
@@ -95,15 +95,15 @@ def graph_apply(state: State, event: Event) -> None:
 
 def _apply(state: State, event_id: str) -> str:
     try:
-        c = DocContribution.model_validate_json(state.get_json("graphcontrib", event_id))
+        contribution = DocContribution.model_validate_json(state.get_json("graphcontrib", event_id))
     except Expired:
         return "expired"  # nothing extracted (already current, superseded or failed)
-    gs = graphs()
-    with gs.lock:  # checked and applied under the lock a delete's forget also takes
-        indexed = {p.get("doc_version") for p in resources.index().chunk_hashes(c.doc_id).values()}
-        if indexed == {c.version}:
-            gs.apply(c)
-            state.r.set(marker(c.doc_id), c.version)
+    graph_set = graphs()
+    with graph_set.lock:  # checked and applied under the lock a delete's forget also takes
+        indexed = {p.get("doc_version") for p in resources.index().chunk_hashes(contribution.doc_id).values()}
+        if indexed == {contribution.version}:
+            graph_set.apply(contribution)
+            state.r.set(marker(contribution.doc_id), contribution.version)
             outcome = "applied"
         else:
             outcome = "stale"  # changed or deleted since; its newer event brings its own contribution

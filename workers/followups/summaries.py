@@ -53,17 +53,17 @@ class RedisStore:
         return [(k.decode().removeprefix(self.p), json.loads(v)) for k, v in zip(keys, values) if v]
 
 
-def batch_enabled(s: Settings | None = None) -> bool:
-    s = s or settings()
-    return bool(s.openai_api_key or s.openai_base_url)
+def batch_enabled(config: Settings | None = None) -> bool:
+    config = config or settings()
+    return bool(config.openai_api_key or config.openai_base_url)
 
 
-def config(s: Settings) -> BatchConfig:
+def batch_config(config: Settings) -> BatchConfig:
     return BatchConfig(
-        model=s.summary_model, batch_size=s.summary_batch_size, max_age_s=s.summary_batch_age_s,
-        max_attempts=s.summary_max_attempts, input_tokens=s.summary_input_tokens,
-        output_tokens=s.summary_output_tokens, prices=s.summary_prices, discount=s.summary_batch_discount,
-        budget_usd=s.summary_budget_usd,
+        model=config.summary_model, batch_size=config.summary_batch_size, max_age_s=config.summary_batch_age_s,
+        max_attempts=config.summary_max_attempts, input_tokens=config.summary_input_tokens,
+        output_tokens=config.summary_output_tokens, prices=config.summary_prices, discount=config.summary_batch_discount,
+        budget_usd=config.summary_budget_usd,
     )
 
 
@@ -75,19 +75,19 @@ def summary_prompt() -> Prompt:
 def openai_client() -> Any:
     from openai import OpenAI
 
-    s = settings()
-    key = s.openai_api_key.get_secret_value() if s.openai_api_key else "unused"
-    return OpenAI(api_key=key, base_url=s.openai_base_url, timeout=s.openai_timeout_s, max_retries=1)
+    config = settings()
+    key = config.openai_api_key.get_secret_value() if config.openai_api_key else "unused"
+    return OpenAI(api_key=key, base_url=config.openai_base_url, timeout=config.openai_timeout_s, max_retries=1)
 
 
-def summary(state: State, doc_id: str) -> Summary | None:
+def stored_summary(state: State, doc_id: str) -> Summary | None:
     raw = state.r.get(keys.summary(doc_id))
     return Summary.model_validate_json(raw) if raw else None
 
 
-def _fields(s: Summary) -> dict[str, str]:
-    return {"summary": s.text, "summary_kind": s.kind, "summary_method": s.method, "summary_model": s.model or "",
-            "summary_version": s.version}
+def _fields(summary: Summary) -> dict[str, str]:
+    return {"summary": summary.text, "summary_kind": summary.kind, "summary_method": summary.method, "summary_model": summary.model or "",
+            "summary_version": summary.version}
 
 
 def _if_current(state: State, doc_id: str, version: str, write: Any) -> bool:
@@ -107,23 +107,23 @@ def _if_current(state: State, doc_id: str, version: str, write: Any) -> bool:
                 continue
 
 
-def store_summary(state: State, s: Summary) -> bool:
+def store_summary(state: State, summary: Summary) -> bool:
     """Keep a summary and show it on the document; False (and nothing written) if the content changed."""
 
     def write(pipe: Any) -> None:
-        pipe.set(keys.summary(s.doc_id), s.model_dump_json())
-        pipe.hset(keys.document(s.doc_id), mapping=_fields(s))  # same hash as State.record_indexed
-        pipe.hdel(keys.document(s.doc_id), "summary_error")
+        pipe.set(keys.summary(summary.doc_id), summary.model_dump_json())
+        pipe.hset(keys.document(summary.doc_id), mapping=_fields(summary))  # same hash as State.record_indexed
+        pipe.hdel(keys.document(summary.doc_id), "summary_error")
 
-    return _if_current(state, s.doc_id, s.version, write)
+    return _if_current(state, summary.doc_id, summary.version, write)
 
 
-def publish(state: State, s: Summary, index: bool = True) -> bool:
+def publish(state: State, summary: Summary, index: bool = True) -> bool:
     """Store a summary and (unless the caller indexes it) have the query worker index it; False if the content changed."""
-    if not store_summary(state, s):
+    if not store_summary(state, summary):
         return False
     if index:
-        summary_index.delay(s.doc_id)
+        summary_index.delay(summary.doc_id)
     return True
 
 
@@ -133,7 +133,7 @@ def note(state: State, doc_id: str, version: str, **fields: str) -> None:
 
 def refresh(state: State, event: Event) -> bool:
     """True if the document needs summarising; else re-shows the kept summary (re-indexing resets the hash)."""
-    kept = summary(state, event.doc_id)
+    kept = stored_summary(state, event.doc_id)
     if kept is None or kept.version != event.version or event.force:
         return True
     store_summary(state, kept)
@@ -144,7 +144,7 @@ def index_summary_of(state: State, doc_id: str) -> str:
     """Query worker: make the document's summary point match its stored summary (idempotent)."""
     from pipelines.summary_index import index_summary
 
-    return index_summary(resources.index(), resources.embedder(), resources.bm25(), summary(state, doc_id), doc_id)
+    return index_summary(resources.index(), resources.embedder(), resources.bm25(), stored_summary(state, doc_id), doc_id)
 
 
 @app.task(name="sluice.summary_index")

@@ -63,8 +63,8 @@ def graph_query(op: str, params: dict[str, Any]) -> Any:
 @app.task(name="sluice.graph_communities")
 def graph_communities() -> int:
     """Beat: recompute communities of every graph that changed, so the API answers from cache."""
-    gs = graphs()
-    return sum(len(gs.communities(None if part == "*" else part)) for part in list(gs.graphs))
+    graph_set = graphs()
+    return sum(len(graph_set.communities(None if part == "*" else part)) for part in list(graph_set.graphs))
 
 
 def graph_search(req: SearchRequest) -> list[dict[str, Any]]:
@@ -72,15 +72,15 @@ def graph_search(req: SearchRequest) -> list[dict[str, Any]]:
     from pipelines.graph_query import graph_hits, mix
     from pipelines.search import search, where
 
-    s = settings()
-    if refusal := tenant_refusal(s.tenants, req.scoped_tenant):
+    config = settings()
+    if refusal := tenant_refusal(config.tenants, req.scoped_tenant):
         raise PermanentError(refusal)
-    gs = graphs()
-    with gs.lock:
-        hits = graph_hits(gs.graph(req.scoped_tenant), resources.index(), req.q, req.k, where(req), s.graph_hops,
+    graph_set = graphs()
+    with graph_set.lock:
+        hits = graph_hits(graph_set.graph(req.scoped_tenant), resources.index(), req.q, req.k, where(req), config.graph_hops,
                           req.group_by_document)
     if req.mode == Mode.mix:
         hybrid = search(resources.index(), resources.embedder(), resources.bm25(),
-                        req.model_copy(update={"mode": Mode.hybrid}), tenants=s.tenants)
+                        req.model_copy(update={"mode": Mode.hybrid}), tenants=config.tenants)
         hits = mix(hits, hybrid, req.k, req.group_by_document)
     return [h.model_dump() for h in hits]

@@ -33,8 +33,8 @@ def state() -> State:
 def embedder() -> Embedder:
     from pipelines.embed import Embedder
 
-    s = settings()
-    return Embedder(batch_size=s.embed_batch_size, backend=s.embed_backend, threads=_threads(), cache=s.model_cache)
+    config = settings()
+    return Embedder(batch_size=config.embed_batch_size, backend=config.embed_backend, threads=_threads(), cache=config.model_cache)
 
 
 def _threads() -> int:
@@ -49,8 +49,8 @@ def _threads() -> int:
 def chunker() -> Chunker:
     from pipelines.chunk import Chunker
 
-    s = settings()
-    return Chunker(embedder().count_tokens, max_tokens=min(s.chunk_tokens, MAX_TOKENS), overlap=s.chunk_overlap_tokens)
+    config = settings()
+    return Chunker(embedder().count_tokens, max_tokens=min(config.chunk_tokens, MAX_TOKENS), overlap=config.chunk_overlap_tokens)
 
 
 @cache
@@ -77,8 +77,8 @@ def index() -> Index:
 def _index() -> Index:
     from pipelines.index import EdgeIndex, ServerIndex
 
-    s = settings()
-    if s.qdrant_url:
-        key = s.qdrant_api_key.get_secret_value() if s.qdrant_api_key else None
-        return ServerIndex(s.qdrant_url, s.collection, key)
-    return EdgeIndex(s.index_path)
+    config = settings()
+    if config.qdrant_url:
+        key = config.qdrant_api_key.get_secret_value() if config.qdrant_api_key else None
+        return ServerIndex(config.qdrant_url, config.collection, key)
+    return EdgeIndex(config.index_path)

@@ -93,14 +93,14 @@ def _client(endpoint: str | None, region: str, key_id: str | None, secret: str |
 _client_lock = threading.Lock()
 
 
-def client(s: Settings) -> Any:
+def client(config: Settings) -> Any:
     """A boto3 S3 client from settings (boto3 clients are thread-safe; sessions are not)."""
     with _client_lock:
         return _client(
-            s.s3_endpoint_url,
-            s.s3_region,
-            s.s3_access_key_id.get_secret_value() if s.s3_access_key_id else None,
-            s.s3_secret_access_key.get_secret_value() if s.s3_secret_access_key else None,
+            config.s3_endpoint_url,
+            config.s3_region,
+            config.s3_access_key_id.get_secret_value() if config.s3_access_key_id else None,
+            config.s3_secret_access_key.get_secret_value() if config.s3_secret_access_key else None,
         )
 
 
@@ -120,7 +120,7 @@ def etag_of(obj: dict[str, Any]) -> str:
     return str(obj.get("ETag") or "").strip('"')
 
 
-def blocks(c: Any, bucket: str, key: str, max_bytes: int) -> tuple[str, Iterator[bytes]] | None:
+def blocks(s3: Any, bucket: str, key: str, max_bytes: int) -> tuple[str, Iterator[bytes]] | None:
     """(ETag, byte blocks) of an object, streamed; None when it does not exist.
 
     Over ``max_bytes`` is a permanent error, checked on the declared length and
@@ -129,7 +129,7 @@ def blocks(c: Any, bucket: str, key: str, max_bytes: int) -> tuple[str, Iterator
 
     what = f"s3://{bucket}/{key}"
     try:
-        obj = c.get_object(Bucket=bucket, Key=key)
+        obj = s3.get_object(Bucket=bucket, Key=key)
     except ClientError as exc:
         if str(exc.response.get("Error", {}).get("Code", "")) in _MISSING:
             return None
@@ -175,9 +175,9 @@ def read_object(source: str, key: str, max_bytes: int) -> bytes | None:
     return None if found is None else b"".join(found[1])
 
 
-def digest(c: Any, bucket: str, key: str, max_bytes: int) -> tuple[str, str] | None:
+def digest(s3: Any, bucket: str, key: str, max_bytes: int) -> tuple[str, str] | None:
     """(sha256 of the bytes, ETag) of an object, streamed; None when it does not exist."""
-    found = blocks(c, bucket, key, max_bytes)
+    found = blocks(s3, bucket, key, max_bytes)
     if found is None:
         return None
     etag, stream = found
@@ -210,12 +210,12 @@ def object_event(
     return Event(source=source, key=key, action=action, version=version, tenant=tenant)
 
 
-def version_of(state: State, c: Any, bucket: str, key: str, max_bytes: int) -> str | None:
+def version_of(state: State, s3: Any, bucket: str, key: str, max_bytes: int) -> str | None:
     """Current sha256 of an object (None if gone); a HEAD suffices when its ETag was hashed before."""
     from botocore.exceptions import BotoCoreError, ClientError
 
     try:
-        head = c.head_object(Bucket=bucket, Key=key)
+        head = s3.head_object(Bucket=bucket, Key=key)
     except ClientError as exc:
         if str(exc.response.get("Error", {}).get("Code", "")) in _MISSING:
             return None
@@ -225,7 +225,7 @@ def version_of(state: State, c: Any, bucket: str, key: str, max_bytes: int) -> s
     doc_id = document_id(s3_source(bucket), key)
     if cached := state.object_digest(doc_id, etag_of(head)):
         return cached
-    found = digest(c, bucket, key, max_bytes)
+    found = digest(s3, bucket, key, max_bytes)
     if found is None:
         return None
     state.remember_digest(doc_id, found[1], found[0])

@@ -13,7 +13,7 @@ def test_followups_off_indexes_without_graph_or_summaries(tmp_path):
     s.start_workers()
     try:
         from workers import client
-        from workers.followups.summaries import summary
+        from workers.followups.summaries import stored_summary
         from workers.query.tasks import graph_query
         from workers.runtime.config import settings
 
@@ -23,7 +23,7 @@ def test_followups_off_indexes_without_graph_or_summaries(tmp_path):
         assert st.in_flight() == 0  # every event released at upsert: nothing waits on graph or summary
         hits = client.search(SearchRequest(q="how often are the sand filters cleaned", mode=Mode.dense))
         assert hits[0].key == "water-treatment-handbook.md"
-        assert all(summary(st, h.doc_id) is None for h in hits)
+        assert all(stored_summary(st, h.doc_id) is None for h in hits)
         assert graph_query.apply_async(("stats", {})).get(timeout=60)["entities"] == 0
     finally:
         s.close()

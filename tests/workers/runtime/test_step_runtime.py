@@ -61,7 +61,7 @@ def test_an_index_failure_in_graph_apply_is_retried_then_dead_lettered_not_climb
     info = st.event_info(ev.event_id)
     assert info["status"] == "done" and "error" not in info
     assert st.document(ev.doc_id)["graph_apply_error"] == letter["error"]
-    assert summaries.summary(st, ev.doc_id) is not None  # what summarise did is kept
+    assert summaries.stored_summary(st, ev.doc_id) is not None  # what summarise did is kept
     assert st.in_flight() == 0  # released once the last follow-up ended
     assert not list(st.r.scan_iter("sluice:art:*"))  # and its kept artifacts are gone
 
