@@ -20,6 +20,7 @@ from typing import Any
 
 from pipelines import runtime  # first: keeps unstructured offline and quiet
 from pipelines.errors import MIB, PermanentError, mib, too_large
+from pipelines.isolated import Isolated, Stopped
 from schemas.documents import Element, ParsedDocument
 
 OLE2_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
@@ -74,12 +75,67 @@ def parse_bytes(data: bytes, filename: str, *, max_bytes: int = 50 * MIB) -> Par
     except (PermanentError, MemoryError):
         raise
     except Exception as exc:  # a parser bug or malformed input: this file will never parse
+        if _out_of_memory(exc):
+            raise MemoryError("the parser ran out of memory") from exc
         kind = f"{ext} file" if ext else "file"
         raise PermanentError(f"could not parse {kind}: {_short(exc)}") from exc
     if not elements:
         raise PermanentError("no text could be extracted")
     title = next((e.text for e in elements if e.kind == "title"), None)
     return ParsedDocument(file_type=ext, title=title, elements=elements)
+
+
+def parse_isolated(data: bytes, filename: str, *, max_bytes: int, memory_bytes: int, time_s: float) -> ParsedDocument:
+    """``parse_bytes`` in a forked child that may grow by ``memory_bytes`` and is killed after ``time_s``.
+
+    An over-expanding document (XML of millions of tiny elements) fails there with a reason
+    instead of taking the worker down; the worker's memory is what it was before."""
+    prepare()
+    try:
+        parse = functools.partial(parse_bytes, max_bytes=max_bytes)
+        return _isolated(memory_bytes).run(parse, data, filename, time_s=time_s)
+    except Stopped as stop:
+        if stop.why == "time":
+            raise PermanentError(f"parse took longer than its time limit ({time_s:g} s)") from None
+        if stop.why == "memory":
+            raise PermanentError(
+                f"needs more than {mib(memory_bytes)} to parse; raise SLUICE_PARSE_MEMORY_MIB if the file is genuine"
+            ) from None
+        raise PermanentError(
+            f"the parser crashed ({stop.why}) at {mib(stop.peak_rss_bytes)} resident; parses may take"
+            f" {mib(memory_bytes)} more than their worker"
+        ) from None
+
+
+@functools.cache
+def _isolated(memory_bytes: int) -> Isolated:
+    return Isolated(memory_bytes)
+
+
+@functools.cache
+def prepare() -> None:
+    """Import every parser and load the tokenizer's model in this process, once: each forked parse
+    inherits them instead of paying seconds of imports."""
+    import charset_normalizer  # noqa: F401  (_decode)
+    import pypdfium2  # noqa: F401
+    from unstructured.nlp import tokenize
+    from unstructured.partition import csv, docx, email, epub, html, json, md, odt, pptx, rtf, text, xlsx  # noqa: F401
+
+    _point_tokenizer_at_installed_model()
+    tokenize._get_nlp()
+
+
+def _out_of_memory(exc: BaseException | None) -> bool:
+    """libxml2 reports a failed allocation as a parse error (lxml: code ERR_NO_MEMORY), not MemoryError."""
+    from lxml import etree
+
+    while exc is not None:
+        if isinstance(exc, MemoryError):
+            return True
+        if isinstance(exc, etree.LxmlError) and getattr(exc, "code", None) == etree.ErrorTypes.ERR_NO_MEMORY:
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
 
 
 def _partitioner(data: bytes, ext: str, name: str) -> Callable[[], list[Any]]:

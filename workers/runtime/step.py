@@ -116,7 +116,20 @@ def _open(st: State, name: str, spec: flow.Step, event_id: str) -> Event | str:
 
 
 def attempt(name: str, st: State, event: Event, retries: int, retry: Retry | None, limit_s: float | None) -> str:
-    """Run the body once: "ok", "failed" (dead-lettered) or "retry" (scheduled again)."""
+    """Run the body once: "ok", "failed" (dead-lettered) or "retry" (scheduled again).
+
+    A step whose worker died in it ``max_deliveries`` times is dead-lettered instead: late acks and
+    reject-on-worker-lost would deliver it to the next worker without end."""
+    crashes = st.count_start(name, event.event_id)
+    try:
+        if crashes >= settings().max_deliveries:
+            return _fail(st, event, name, f"crashed the worker {crashes} times; not run again")
+        return _run_body(name, st, event, retries, retry, limit_s)
+    finally:
+        st.count_finish(name, event.event_id)
+
+
+def _run_body(name: str, st: State, event: Event, retries: int, retry: Retry | None, limit_s: float | None) -> str:
     event_id = event.event_id
     try:
         with _alarm(limit_s):

@@ -2,8 +2,8 @@
 
 One class, one concern per module: events and admission (events.py), artifacts
 passed between stages (artifacts.py), per-document status (documents.py), dead
-letters and counters (dead_letters.py), webhook deliveries and S3 ETags
-(deliveries.py), bulk re-index jobs (jobs.py).
+letters and counters (dead_letters.py), webhook deliveries, step starts that
+never finished and S3 ETags (deliveries.py), bulk re-index jobs (jobs.py).
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""Webhook deliveries (idempotent retries), S3 sequencers and the ETag -> sha256 cache."""
+"""Webhook deliveries (idempotent retries), step deliveries that never finished, S3 sequencers and the
+ETag -> sha256 cache."""
 
 from __future__ import annotations
 
@@ -25,6 +26,16 @@ class Deliveries(Base):
         """Forget a claimed delivery that was refused (e.g. 503), so the sender's retry runs."""
         self.r.delete(keys.delivery(delivery_id))
 
+    def count_start(self, step: str, event_id: str) -> int:
+        """Count a start of ``step`` for ``event_id``; how many earlier starts never finished. Each is a
+        worker that died inside the step (killed for its memory, a crash): late acks deliver it again."""
+        key = _started(step, event_id)
+        started, _ = self.r.pipeline(transaction=False).incr(key).expire(key, self.ttl).execute()
+        return int(started) - 1
+
+    def count_finish(self, step: str, event_id: str) -> None:
+        self.r.delete(_started(step, event_id))
+
     def sequencer(self, doc_id: str) -> str | None:
         raw = self.r.get(keys.s3_sequencer(doc_id))
         return raw.decode() if raw else None
@@ -41,3 +52,8 @@ class Deliveries(Base):
         key = keys.s3_etags(doc_id)
         self.r.pipeline().delete(key).hset(key, etag, sha256).execute()  # only the newest ETag
 
+
+
+def _started(step: str, event_id: str) -> str:
+    """Starts of one step for one event that have not finished yet (a counter with the artifact TTL)."""
+    return f"{keys.PREFIX}started:{step}:{event_id}"
