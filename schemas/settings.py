@@ -28,6 +28,9 @@ class Settings(BaseSettings):
     tenant: str = "default"  # tenant of documents this process ingests
     # When set, every search must name one of these tenants (multi-tenant mode).
     tenants: list[str] = Field(default_factory=list)
+    # HTTP API keys, each bound to the tenants it may read (workers/http/auth.py, docs/api-keys.md), as JSON:
+    # SLUICE_API_KEYS='{"<key>": ["acme"]}'. Required with tenants; without tenants one key bound to [] or none.
+    api_keys: dict[str, list[str]] = Field(default_factory=dict, repr=False)
 
     # Bounds: admission control at every ingress.
     max_in_flight: int = 256  # documents between ingress and done
