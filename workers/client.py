@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+import redis
 
 from schemas.events import Event
 from schemas.search import SearchHit, SearchRequest
@@ -19,6 +22,12 @@ from workers.runtime.app import configure
 from workers.runtime.config import reachable, redis_url
 from workers.runtime.state import TERMINAL, State
 from workers.sources.folder import folder_source, inside
+
+
+log = logging.getLogger("sluice.client")
+T = TypeVar("T")
+OUTAGE = (redis.ConnectionError, redis.TimeoutError, dispatch.PublishFailed)
+OUTAGE_PATIENCE_S = 600.0
 
 
 class NotRunning(RuntimeError):
@@ -91,6 +100,20 @@ def events_for(paths: list[Path], s: Settings) -> list[Event]:
     return events
 
 
+def through_outages(call: Callable[[], T], patience_s: float = OUTAGE_PATIENCE_S) -> T:
+    """``call()``, tried again every second while Redis is unreachable, for up to ``patience_s``:
+    a client that waits on events rides out a Redis restart as the workers do."""
+    deadline = time.monotonic() + patience_s
+    while True:
+        try:
+            return call()
+        except OUTAGE as exc:
+            if time.monotonic() > deadline:
+                raise
+            log.warning("Redis unreachable (%s); trying again", type(exc).__name__)
+            time.sleep(1)
+
+
 @dataclass
 class Report:
     documents: int = 0
@@ -114,7 +137,7 @@ def ingest(
     """Submit events through admission control; with ``wait``, block until each is finished."""
     started = time.monotonic()
     ingress = Ingress(st, s)
-    ids = [ingress.submit(e)[0] for e in events]
+    ids = [through_outages(lambda: ingress.submit(e)[0]) for e in events]
     report = Report(documents=len({e.doc_id for e in events}))
     if not wait:
         report.elapsed_s = time.monotonic() - started
@@ -122,8 +145,9 @@ def ingest(
     pending = list(dict.fromkeys(ids))
     infos: dict[str, dict[str, str]] = {}
     while pending:
-        finished = {eid for eid, status in zip(pending, st.statuses(pending)) if status in TERMINAL}
-        infos.update((eid, st.event_info(eid)) for eid in finished)
+        statuses = through_outages(lambda: st.statuses(pending))
+        finished = {eid for eid, status in zip(pending, statuses) if status in TERMINAL}
+        infos.update(through_outages(lambda: [(eid, st.event_info(eid)) for eid in finished]))
         pending = [eid for eid in pending if eid not in finished]
         if on_progress:
             on_progress(len(ids) - len(pending), len(ids))
@@ -137,7 +161,7 @@ def ingest(
         for name in ("chunks_embedded", "chunks_reused", "chunks_deleted"):
             setattr(report, name, getattr(report, name) + int(info.get(name, 0) or 0))
         if status == "failed":
-            key = st.event(eid).key
+            key = Event.model_validate_json(info["event"]).key
             report.failed.append({"path": key, "stage": info.get("failed_stage", ""), "error": info.get("error", "")})
     report.elapsed_s = round(time.monotonic() - started, 3)
     return report

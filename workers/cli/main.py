@@ -19,6 +19,17 @@ eval_app = typer.Typer(help="Measure quality.", no_args_is_help=True)
 bench_app = typer.Typer(help="Measure speed (prints JSON).", no_args_is_help=True)
 app.add_typer(eval_app, name="eval")
 app.add_typer(bench_app, name="bench")
+
+
+@eval_app.callback()
+@bench_app.callback()
+def _private_sluice() -> None:
+    """Benchmarks and evaluations start a private sluice: SIGTERM stops it as Ctrl-C does."""
+    from workers.cli.support import stop_as_on_ctrl_c
+
+    stop_as_on_ctrl_c()
+
+
 reindex_app = typer.Typer(help="Bulk re-index jobs started by POST /webhooks/reindex.", no_args_is_help=True)
 app.add_typer(reindex_app, name="reindex")
 from workers.cli.graph import graph_app  # noqa: E402  (sluice graph entities|entity|path|communities|stats)
@@ -149,8 +160,9 @@ def ingest(
 
     from rich.progress import Progress
 
-    from workers.client import NotRunning, events_for
+    from workers.client import OUTAGE, OUTAGE_PATIENCE_S, NotRunning, events_for
     from workers.client import ingest as run_ingest
+    from workers.runtime.logsafe import escaped
 
     st = _connect()
     s = config.settings()
@@ -159,9 +171,14 @@ def ingest(
     except (FileNotFoundError, NotRunning) as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(2) from exc
-    with Progress(transient=True, disable=as_json or not wait) as bar:
-        job = bar.add_task("ingesting", total=len(events))
-        report = run_ingest(st, s, events, wait, lambda done, total: bar.update(job, completed=done))
+    try:
+        with Progress(transient=True, disable=as_json or not wait) as bar:
+            job = bar.add_task("ingesting", total=len(events))
+            report = run_ingest(st, s, events, wait, lambda done, total: bar.update(job, completed=done))
+    except OUTAGE as exc:
+        typer.echo(f"Redis stayed unreachable for {OUTAGE_PATIENCE_S:.0f}s ({type(exc).__name__}); events already "
+                   "queued go on when it is back: see `sluice status`", err=True)
+        raise typer.Exit(2) from None
     if as_json:
         typer.echo(json.dumps(asdict(report)))
     elif wait:
@@ -171,7 +188,7 @@ def ingest(
             f"{report.chunks_reused} reused, {report.chunks_deleted} deleted in {report.elapsed_s:.1f}s"
         )
         for f in report.failed:
-            typer.echo(f"  failed {f['path']} at {f['stage']}: {f['error']}")
+            typer.echo(f"  failed {escaped(f['path'])} at {f['stage']}: {escaped(f['error'])}")
     else:
         typer.echo(f"queued {len(events)} events")
 

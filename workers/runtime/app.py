@@ -2,8 +2,10 @@
 
 Late acks plus reject-on-worker-lost mean a task whose worker dies is
 delivered again; that is safe only because every stage is idempotent.
-The visibility timeout stays above the longest task limit so a slow task is
-never handed to a second worker while the first is still on it.
+The visibility timeout stays just above the longest time a message may rightly
+stay unacked (the task limit, or a retry's countdown), so a slow task is never
+handed to a second worker while the first is still on it, and the work of a
+worker that died comes back no later than it must.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ TASK_MODULES = [
     "workers.followups.relations",
     "workers.followups.batch",
     "workers.query.tasks",
+    "workers.runtime.sweep",
 ]
 app = Celery("sluice", include=TASK_MODULES)
 
@@ -36,7 +39,26 @@ def beat_schedule(s: Settings) -> dict[str, dict[str, object]]:
                          "options": {"expires": s.summary_poll_interval_s}},
         "graph-communities": {"task": "sluice.graph_communities", "schedule": s.graph_communities_interval_s,
                               "options": {"expires": s.graph_communities_interval_s}},
+        "in-flight-sweep": {"task": "sluice.sweep", "schedule": s.sweep_interval_s,
+                            "options": {"expires": s.sweep_interval_s}},
     }
+
+
+def visibility_timeout(s: Settings) -> float:
+    """How long a delivered message may stay unacked before the broker hands it out again.
+
+    A task (with the stages it runs in place) ends within ``task_time_limit_s``; a retry's message
+    is held unacked until its countdown (workers/runtime/step.py: at most 1.5 x
+    min(retry_backoff_s x 2^(max_retries - 1), 300 s)). Ten per cent more, at least 10 s, for clocks."""
+    countdown = min(s.retry_backoff_s * 2 ** max(0, s.max_retries - 1), 300.0) * 1.5
+    longest = max(s.task_time_limit_s, countdown)
+    return float(round(longest + max(10.0, longest / 10)))
+
+
+def publish_retry_policy(s: Settings) -> dict[str, float]:
+    """kombu's retry of a publish for about ``publish_retry_s``: every 0.5 s, then every 2 s."""
+    return {"max_retries": max(1, round(s.publish_retry_s / 2) + 2), "interval_start": 0.5,
+            "interval_step": 0.5, "interval_max": 2.0}
 
 
 def _forget_connections() -> None:
@@ -64,9 +86,12 @@ def configure(broker_url: str, s: Settings) -> Celery:
         worker_prefetch_multiplier=1,
         task_time_limit=s.task_time_limit_s,
         task_soft_time_limit=s.task_time_limit_s - min(30, s.task_time_limit_s // 4),  # never under 3/4 of it
-        broker_transport_options={"visibility_timeout": s.task_time_limit_s * 2},
+        broker_transport_options={"visibility_timeout": visibility_timeout(s)},
+        task_publish_retry=True,  # a broker blip delays a hand-on; it does not lose it
+        task_publish_retry_policy=publish_retry_policy(s),
         result_expires=3600,
-        task_routes={f"sluice.{name}": {"queue": q} for name, q in STAGE_QUEUES.items()},
+        task_routes={**{f"sluice.{name}": {"queue": q} for name, q in STAGE_QUEUES.items()},
+                     "sluice.sweep": {"queue": "query"}},  # the index owner's quick queue: one consumer, always up
         task_default_queue="parse",
         worker_send_task_events=True,
         task_send_sent_event=False,  # one publish less per hop; Flower shows tasks from "received" on

@@ -10,6 +10,11 @@ deployment that runs every stage class on its own machines keeps one hop per sta
 A stage that hands on in place is marked done only after the stages it ran in place.
 A worker killed midway gets the whole message again (late ack) and redoes the chain
 from its first unfinished stage: a stage found done has handed on already.
+
+A publish rides out a broker outage of up to ``publish_retry_s`` (the app's retry policy); past
+that it raises ``PublishFailed``, a ConnectionError, so the step runtime treats it as transient:
+the stage is not marked done, and its redelivered message or the in-flight sweep
+(workers/runtime/sweep.py) brings the event back to it.
 """
 
 from __future__ import annotations
@@ -19,6 +24,8 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
+
+from kombu.exceptions import OperationalError
 
 from workers.runtime.app import app
 from workers.runtime.flow import STAGE_QUEUES, STEPS
@@ -37,12 +44,19 @@ def consumed() -> frozenset[str]:
     return frozenset(q for q in os.environ.get(QUEUES_ENV, "").split(",") if q)
 
 
+class PublishFailed(ConnectionError):
+    """The broker stayed unreachable for the whole publish retry: nothing was sent."""
+
+
 def publish(name: str, args: tuple[Any, ...] = (), **options: Any) -> Any:
     """Send task ``sluice.<name>`` through the broker, by name (its module need not be imported)."""
     task = app.tasks.get(f"sluice.{name}")
-    if task is None:
-        return app.send_task(f"sluice.{name}", args, **options)
-    return task.apply_async(args, **options)
+    try:
+        if task is None:
+            return app.send_task(f"sluice.{name}", args, **options)
+        return task.apply_async(args, **options)
+    except OperationalError as exc:
+        raise PublishFailed(f"could not send sluice.{name}: the broker is unreachable ({exc})") from exc
 
 
 def hand_on(name: str, event_id: str, *, here: bool = False) -> None:

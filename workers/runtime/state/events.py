@@ -10,20 +10,23 @@ import time
 from typing import Any
 
 from schemas.events import Event
-from workers.runtime.flow import STEPS
+from workers.runtime.flow import ENTRY, STEPS, route
 from workers.runtime.state import keys
 from workers.runtime.state.base import TERMINAL, Base, Expired, as_fields
 
 FOLLOWUP_ARTIFACTS = ("followup", "graphcontrib")  # kept from upsert until the last follow-up ends
 # A stage's progress mark, written only while its event is unfinished (checked and set atomically, so a
 # late copy of an event can never set a finished one back to running); returns {latest event of the doc, marked}.
+# The mark also moves the event's time in the in-flight set to now: the sweep (workers/runtime/sweep.py)
+# reads that time as the event's last sign of life.
 _PROGRESS = """
 local status = redis.call('HGET', KEYS[1], 'status')
 local latest = redis.call('GET', KEYS[2])
-for i = 2, #ARGV do
+for i = 4, #ARGV do
   if status == ARGV[i] then return {latest, 0} end
 end
 redis.call('HSET', KEYS[1], 'stage', ARGV[1], 'status', 'running')
+redis.call('ZADD', KEYS[3], 'XX', ARGV[2], ARGV[3])
 return {latest, 1}
 """
 
@@ -93,6 +96,30 @@ class Events(Base):
     def in_flight(self) -> int:
         return int(self.r.zcard(keys.IN_FLIGHT))
 
+    def stale_in_flight(self, idle_s: float, limit: int = 1000) -> list[str]:
+        """Events in flight with no stage begun for ``idle_s`` (oldest first)."""
+        ids = self.r.zrangebyscore(keys.IN_FLIGHT, "-inf", time.time() - idle_s, start=0, num=limit)
+        return [v.decode() for v in ids]
+
+    def touch_in_flight(self, event_id: str) -> None:
+        """A sign of life for an event still in flight (it was sent on again)."""
+        self.r.zadd(keys.IN_FLIGHT, {event_id: time.time()}, xx=True)
+
+    def forget_in_flight(self, event_id: str) -> None:
+        self.r.zrem(keys.IN_FLIGHT, event_id)
+
+    def first_unfinished(self, event: Event) -> str | None:
+        """The first stage of the event's route not marked done (None: all are)."""
+        names = route(ENTRY[event.action.value])
+        pipe = self.r.pipeline(transaction=False)
+        for name in names:
+            pipe.exists(keys.stage_done(name, event.event_id))
+        return next((name for name, done in zip(names, pipe.execute()) if not done), None)
+
+    def keeps_followups(self, event_id: str) -> bool:
+        """Its upsert kept the chunks for the follow-ups, which have not released them yet."""
+        return bool(self.r.exists(keys.artifact(FOLLOWUP_ARTIFACTS[0], event_id)))
+
     def queue_depth(self, queue: str) -> int:
         return int(self.r.llen(queue))
 
@@ -116,8 +143,8 @@ class Events(Base):
                 raise Expired(f"event {event_id} is unknown (expired or never admitted)")
             memo["event"] = Event.model_validate_json(raw[0])
         event: Event = memo["event"]
-        latest, marked = self._progress(keys=[keys.event(event_id), keys.latest_event(event.doc_id)],
-                                        args=[stage, *sorted(TERMINAL)])
+        latest, marked = self._progress(keys=[keys.event(event_id), keys.latest_event(event.doc_id), keys.IN_FLIGHT],
+                                        args=[stage, time.time(), event_id, *sorted(TERMINAL)])
         if not marked:
             return "duplicate"  # a late copy of a finished event: only re-admission (reset_event) reopens it
         return event if latest is None or latest.decode() == event_id else "superseded"
