@@ -3,9 +3,12 @@
 Qdrant Edge is the embedded default (one process owns the directory);
 qdrant-client talks to a Qdrant server (tested against its in-memory mode).
 Each point is one chunk: a named dense vector, a BM25 sparse vector and a
-payload. Point ids are uuid5(doc id, chunk hash), so replays are harmless.
-Qdrant is the source of truth for what is indexed: the chunk hashes and the
-document version live in the payloads.
+payload. Point ids are uuid5(doc id, chunk hash, version), so replays are
+harmless and two versions of a document never share a point: a change writes
+the new version hidden, flips it visible in one step and then deletes the old
+one (pipelines/visibility.py), so a search sees one whole version of every
+document. Qdrant is the source of truth for what is indexed: the chunk hashes
+and the document version live in the payloads.
 
 Besides chunks, the index holds one point per document summary (payload
 ``kind: "summary"``, id uuid5(doc id, "summary")), so summaries are searched
@@ -16,13 +19,18 @@ chunks unless it names another kind, and chunk points carry no ``kind``.
 
 from __future__ import annotations
 
+import threading
 import uuid
+from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
 import numpy as np
+
+from pipelines.failpoints import failpoint
+from pipelines.visibility import Change, CollectionJournal, FileJournal, Visibility
 
 DENSE = "dense"
 SPARSE = "bm25"
@@ -34,8 +42,9 @@ SUMMARY = "summary"  # payload ``kind`` of summary points; chunk points have no 
 Kind = Literal["chunk", "summary"] | None  # None: every point (deletes of a whole document)
 
 
-def point_id(doc_id: str, chunk_hash: str) -> str:
-    return str(uuid.uuid5(_NAMESPACE, f"{doc_id}:{chunk_hash}"))
+def point_id(doc_id: str, chunk_hash: str, version: str = "") -> str:
+    """A chunk's point is one version's (``version``); a summary point has none and is replaced in place."""
+    return str(uuid.uuid5(_NAMESPACE, f"{doc_id}:{chunk_hash}:{version}" if version else f"{doc_id}:{chunk_hash}"))
 
 
 def summary_point_id(doc_id: str) -> str:
@@ -56,10 +65,11 @@ class IndexPoint:
     dense: np.ndarray
     sparse: Sparse
     payload: dict[str, Any]
+    version: str = ""  # the document version a chunk point belongs to ("" for a summary point)
 
     @property
     def id(self) -> str:
-        return point_id(self.doc_id, self.chunk_hash)
+        return point_id(self.doc_id, self.chunk_hash, self.version)
 
 
 @dataclass(frozen=True)
@@ -127,7 +137,9 @@ class Found:
 
 class Index(Protocol):
     def upsert(self, points: Sequence[IndexPoint]) -> None: ...
-    def set_payload(self, doc_id: str, chunk_hash: str, payload: dict[str, Any]) -> None: ...
+    def write_version(self, doc_id: str, points: Sequence[IndexPoint]) -> None:
+        """Make ``points`` the document's chunks, atomically for readers."""
+        ...
     def delete_chunks(self, doc_id: str, hashes: Iterable[str]) -> None: ...
     def delete_document(self, doc_id: str) -> None: ...
     def chunk_hashes(self, doc_id: str) -> dict[str, dict[str, Any]]: ...
@@ -176,7 +188,49 @@ def _documents_from(payloads: Iterable[dict[str, Any]]) -> dict[str, dict[str, A
     return docs
 
 
-class EdgeIndex:
+class _Versions(ABC):
+    """The one way a document's chunks change, shared by both backends (see pipelines/visibility.py)."""
+
+    visibility: Visibility
+    _writing: threading.Lock
+
+    @abstractmethod
+    def upsert(self, points: Sequence[IndexPoint]) -> None: ...
+    @abstractmethod
+    def _delete_ids(self, ids: Iterable[str]) -> None: ...
+    @abstractmethod
+    def _chunk_ids(self, doc_id: str) -> set[str]:
+        """The ids of the document's chunk points a reader sees now."""
+
+    def write_version(self, doc_id: str, points: Sequence[IndexPoint]) -> None:
+        with self._writing:
+            current = self._chunk_ids(doc_id)
+            wanted = {p.id for p in points}
+            change = Change(doc_id, frozenset(wanted - current), frozenset(current - wanted))
+            if not change.fresh and not change.stale:  # the same version again: in place
+                self.upsert(points)
+                return
+            self.visibility.begin(change)
+            try:
+                self.upsert(points)
+                failpoint("index.before_flip")
+            except BaseException:
+                self._delete_ids(change.fresh)
+                self.visibility.end(doc_id)
+                raise
+            self.visibility.flip(doc_id)
+            failpoint("index.after_flip")
+            self._delete_ids(change.stale)
+            self.visibility.end(doc_id)
+
+    def _recover(self) -> None:
+        """Roll back a change a crash left hidden, or finish one that had flipped."""
+        for change in self.visibility.unfinished():
+            self._delete_ids(change.stale if change.flipped else change.fresh)
+            self.visibility.end(change.doc_id)
+
+
+class EdgeIndex(_Versions):
     """Embedded Qdrant Edge shard in a local directory (single owning process)."""
 
     def __init__(self, path: Path) -> None:
@@ -196,10 +250,14 @@ class EdgeIndex:
                 self.shard.update(q.UpdateOperation.create_field_index(name, q.PayloadSchemaType.Keyword))
             for name in DATETIME_FIELDS:
                 self.shard.update(q.UpdateOperation.create_field_index(name, q.PayloadSchemaType.Datetime))
+        self._writing = threading.Lock()
+        self.visibility = Visibility(FileJournal(path.with_name(path.name + ".changes.json")))
+        self._recover()
 
-    def _filter(self, must: Where | dict[str, str] | None, kind: Kind = "chunk"):  # type: ignore[no-untyped-def]
+    def _filter(self, must: Where | dict[str, str] | None, kind: Kind = "chunk",  # type: ignore[no-untyped-def]
+                hidden: frozenset[str] = frozenset()):
         where = Where.of(must, kind)
-        if not where:
+        if not where and not hidden:
             return None
         q = self.q
         conditions = [q.FieldCondition(key=k, match=q.MatchValue(v)) for k, v in where.equals.items()]
@@ -209,7 +267,8 @@ class EdgeIndex:
         summary = q.FieldCondition(key="kind", match=q.MatchValue(SUMMARY))
         if where.kind == "summary":
             conditions.append(summary)
-        return q.Filter(must=conditions or None, must_not=[summary] if where.kind == "chunk" else None)
+        must_not = ([summary] if where.kind == "chunk" else []) + ([q.HasIdCondition(set(hidden))] if hidden else [])
+        return q.Filter(must=conditions or None, must_not=must_not or None)
 
     def upsert(self, points: Sequence[IndexPoint]) -> None:
         q = self.q
@@ -228,35 +287,49 @@ class EdgeIndex:
             )
         )
 
-    def set_payload(self, doc_id: str, chunk_hash: str, payload: dict[str, Any]) -> None:
-        self.shard.update(self.q.UpdateOperation.set_payload([point_id(doc_id, chunk_hash)], payload))
-
     def delete_chunks(self, doc_id: str, hashes: Iterable[str]) -> None:
-        ids: list[int | str | uuid.UUID] = [point_id(doc_id, h) for h in hashes]
-        if ids:
-            self.shard.update(self.q.UpdateOperation.delete_points(ids))
+        self._delete_ids(point_id(doc_id, h) for h in hashes)
+
+    def _delete_ids(self, ids: Iterable[str]) -> None:
+        found: list[int | str | uuid.UUID] = list(ids)
+        if found:
+            self.shard.update(self.q.UpdateOperation.delete_points(found))
+
+    def _chunk_ids(self, doc_id: str) -> set[str]:
+        q = self.q
+        with self.visibility.reading() as hidden:
+            flt = self._filter({"doc_id": doc_id}, "chunk", hidden)
+
+            def page(offset, limit):  # type: ignore[no-untyped-def]
+                return self.shard.scroll(q.ScrollRequest(offset=offset, limit=limit, filter=flt, with_payload=False))
+
+            return {str(r.id) for r in _scroll(page)}
 
     def delete_document(self, doc_id: str) -> None:
-        self.shard.update(self.q.UpdateOperation.delete_points_by_filter(self._filter({"doc_id": doc_id}, None)))
+        with self._writing:
+            self.shard.update(self.q.UpdateOperation.delete_points_by_filter(self._filter({"doc_id": doc_id}, None)))
 
     def payloads(self, must: dict[str, str] | None = None, kind: Kind = "chunk") -> Iterable[dict[str, Any]]:
         q = self.q
-        flt = self._filter(must, kind)
+        with self.visibility.reading() as hidden:
+            flt = self._filter(must, kind, hidden)
 
-        def page(offset, limit):  # type: ignore[no-untyped-def]
-            return self.shard.scroll(q.ScrollRequest(offset=offset, limit=limit, filter=flt, with_payload=True))
+            def page(offset, limit):  # type: ignore[no-untyped-def]
+                return self.shard.scroll(q.ScrollRequest(offset=offset, limit=limit, filter=flt, with_payload=True))
 
-        return _scroll_payloads(page)
+            return list(_scroll_payloads(page))
 
     def chunk_vectors(self, doc_id: str) -> list[tuple[dict[str, Any], np.ndarray]]:
-        q, flt = self.q, self._filter({"doc_id": doc_id})
+        q = self.q
+        with self.visibility.reading() as hidden:
+            flt = self._filter({"doc_id": doc_id}, "chunk", hidden)
 
-        def page(offset, limit):  # type: ignore[no-untyped-def]
-            return self.shard.scroll(
-                q.ScrollRequest(offset=offset, limit=limit, filter=flt, with_payload=True, with_vector=[DENSE])
-            )
+            def page(offset, limit):  # type: ignore[no-untyped-def]
+                return self.shard.scroll(
+                    q.ScrollRequest(offset=offset, limit=limit, filter=flt, with_payload=True, with_vector=[DENSE])
+                )
 
-        return _with_dense(_scroll(page))
+            return _with_dense(_scroll(page))
 
     def chunk_hashes(self, doc_id: str) -> dict[str, dict[str, Any]]:
         return {p["chunk_hash"]: p for p in self.payloads({"doc_id": doc_id})}
@@ -265,11 +338,15 @@ class EdgeIndex:
         return _documents_from(self.payloads({"source": source} if source else None))
 
     def count(self, must: dict[str, str] | None = None, kind: Kind = "chunk") -> int:
-        return self.shard.count(self.q.CountRequest(filter=self._filter(must, kind), exact=True))
+        with self.visibility.reading() as hidden:
+            return self.shard.count(self.q.CountRequest(filter=self._filter(must, kind, hidden), exact=True))
 
     def query(self, dense, sparse, limit, must=None):  # type: ignore[no-untyped-def]
+        with self.visibility.reading() as hidden:
+            return self._query(dense, sparse, limit, self._filter(must, "chunk", hidden))
+
+    def _query(self, dense, sparse, limit, flt):  # type: ignore[no-untyped-def]
         q = self.q
-        flt = self._filter(must)
         dense_q = q.Query.Nearest(dense.tolist(), using=DENSE) if dense is not None else None
         sparse_q = (
             q.Query.Nearest(q.SparseVector(sparse.indices, sparse.values), using=SPARSE)
@@ -298,7 +375,25 @@ class EdgeIndex:
         self.shard.close()
 
 
-class ServerIndex:
+class _OneAtATime:
+    """A client whose calls run one at a time (the query worker searches and writes from several threads)."""
+
+    def __init__(self, client: Any) -> None:
+        self._client, self._lock = client, threading.RLock()
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._client, name)
+        if not callable(attr):
+            return attr
+
+        def locked(*args: Any, **kwargs: Any) -> Any:
+            with self._lock:
+                return attr(*args, **kwargs)
+
+        return locked
+
+
+class ServerIndex(_Versions):
     """A collection on a Qdrant server through qdrant-client (``location=':memory:'`` in tests)."""
 
     def __init__(self, url: str, collection: str, api_key: str | None = None) -> None:
@@ -306,8 +401,8 @@ class ServerIndex:
 
         self.m = models
         self.collection = collection
-        if url == ":memory:":
-            self.client = QdrantClient(location=":memory:")
+        if url == ":memory:":  # qdrant-client's local mode is not thread-safe: one call at a time
+            self.client: Any = _OneAtATime(QdrantClient(location=":memory:"))
         else:
             self.client = QdrantClient(url=url, api_key=api_key)
         if not self.client.collection_exists(collection):
@@ -321,10 +416,16 @@ class ServerIndex:
                     self.client.create_payload_index(collection, name, models.PayloadSchemaType.KEYWORD)
                 for name in DATETIME_FIELDS:
                     self.client.create_payload_index(collection, name, models.PayloadSchemaType.DATETIME)
+        self._writing = threading.Lock()
+        shared = url != ":memory:"  # other query workers may read the same server
+        self.visibility = Visibility(CollectionJournal(self.client, models, f"{collection}-changes"),
+                                     grace_s=1.0 if shared else 0.0, shared=shared)
+        self._recover()
 
-    def _filter(self, must: Where | dict[str, str] | None, kind: Kind = "chunk"):  # type: ignore[no-untyped-def]
+    def _filter(self, must: Where | dict[str, str] | None, kind: Kind = "chunk",  # type: ignore[no-untyped-def]
+                hidden: frozenset[str] = frozenset()):
         where = Where.of(must, kind)
-        if not where:
+        if not where and not hidden:
             return None
         m = self.m
         conditions = [m.FieldCondition(key=k, match=m.MatchValue(value=v)) for k, v in where.equals.items()]
@@ -334,7 +435,8 @@ class ServerIndex:
         summary = m.FieldCondition(key="kind", match=m.MatchValue(value=SUMMARY))
         if where.kind == "summary":
             conditions.append(summary)
-        return m.Filter(must=conditions or None, must_not=[summary] if where.kind == "chunk" else None)
+        must_not = ([summary] if where.kind == "chunk" else []) + ([m.HasIdCondition(has_id=sorted(hidden))] if hidden else [])
+        return m.Filter(must=conditions or None, must_not=must_not or None)
 
     def upsert(self, points: Sequence[IndexPoint]) -> None:
         m = self.m
@@ -355,38 +457,38 @@ class ServerIndex:
             ],
         )
 
-    def set_payload(self, doc_id: str, chunk_hash: str, payload: dict[str, Any]) -> None:
-        self.client.set_payload(self.collection, payload, points=[point_id(doc_id, chunk_hash)])
-
     def delete_chunks(self, doc_id: str, hashes: Iterable[str]) -> None:
-        ids: list[int | str | uuid.UUID] = [point_id(doc_id, h) for h in hashes]
-        if ids:
-            self.client.delete(self.collection, points_selector=self.m.PointIdsList(points=ids))
+        self._delete_ids(point_id(doc_id, h) for h in hashes)
+
+    def _delete_ids(self, ids: Iterable[str]) -> None:
+        found: list[int | str | uuid.UUID] = list(ids)
+        if found:
+            self.client.delete(self.collection, points_selector=self.m.PointIdsList(points=found))
 
     def delete_document(self, doc_id: str) -> None:
-        self.client.delete(
-            self.collection, points_selector=self.m.FilterSelector(filter=self._filter({"doc_id": doc_id}, None))
-        )
+        with self._writing:
+            self.client.delete(
+                self.collection, points_selector=self.m.FilterSelector(filter=self._filter({"doc_id": doc_id}, None))
+            )
+
+    def _scroll_records(self, flt: Any, **options: Any) -> list[Any]:
+        def page(offset, limit):  # type: ignore[no-untyped-def]
+            return self.client.scroll(self.collection, scroll_filter=flt, limit=limit, offset=offset, **options)
+
+        return list(_scroll(page))
+
+    def _chunk_ids(self, doc_id: str) -> set[str]:
+        with self.visibility.reading() as hidden:
+            return {str(r.id) for r in self._scroll_records(self._filter({"doc_id": doc_id}, "chunk", hidden))}
 
     def payloads(self, must: dict[str, str] | None = None, kind: Kind = "chunk") -> Iterable[dict[str, Any]]:
-        flt = self._filter(must, kind)
-
-        def page(offset, limit):  # type: ignore[no-untyped-def]
-            return self.client.scroll(
-                self.collection, scroll_filter=flt, limit=limit, offset=offset, with_payload=True
-            )
-
-        return _scroll_payloads(page)
+        with self.visibility.reading() as hidden:
+            return [dict(r.payload or {}) for r in self._scroll_records(self._filter(must, kind, hidden), with_payload=True)]
 
     def chunk_vectors(self, doc_id: str) -> list[tuple[dict[str, Any], np.ndarray]]:
-        flt = self._filter({"doc_id": doc_id})
-
-        def page(offset, limit):  # type: ignore[no-untyped-def]
-            return self.client.scroll(
-                self.collection, scroll_filter=flt, limit=limit, offset=offset, with_payload=True, with_vectors=[DENSE]
-            )
-
-        return _with_dense(_scroll(page))
+        with self.visibility.reading() as hidden:
+            flt = self._filter({"doc_id": doc_id}, "chunk", hidden)
+            return _with_dense(self._scroll_records(flt, with_payload=True, with_vectors=[DENSE]))
 
     def chunk_hashes(self, doc_id: str) -> dict[str, dict[str, Any]]:
         return {p["chunk_hash"]: p for p in self.payloads({"doc_id": doc_id})}
@@ -395,11 +497,15 @@ class ServerIndex:
         return _documents_from(self.payloads({"source": source} if source else None))
 
     def count(self, must: dict[str, str] | None = None, kind: Kind = "chunk") -> int:
-        return self.client.count(self.collection, count_filter=self._filter(must, kind), exact=True).count
+        with self.visibility.reading() as hidden:
+            return self.client.count(self.collection, count_filter=self._filter(must, kind, hidden), exact=True).count
 
     def query(self, dense, sparse, limit, must=None):  # type: ignore[no-untyped-def]
+        with self.visibility.reading() as hidden:
+            return self._query(dense, sparse, limit, self._filter(must, "chunk", hidden))
+
+    def _query(self, dense, sparse, limit, flt):  # type: ignore[no-untyped-def]
         m = self.m
-        flt = self._filter(must)
         dense_v = dense.tolist() if dense is not None else None
         sparse_v = (
             m.SparseVector(indices=sparse.indices, values=sparse.values)

@@ -80,19 +80,24 @@ def apply_plan(
     bm25: Bm25Encoder,
     meta: DocumentMeta,
 ) -> None:
-    """``vectors[i]`` belongs to ``plan.embed[i]``. Safe to repeat: ids are content-derived."""
+    """Write this version of the document: ``vectors[i]`` belongs to ``plan.embed[i]``; reused chunks
+    take their vector from the index. Readers see the old version or this one whole (Index.write_version).
+    Safe to repeat: point ids derive from document, chunk and version."""
     if len(vectors) != len(plan.embed):
         raise ValueError(f"{len(vectors)} vectors for {len(plan.embed)} chunks")
+    if not chunks:
+        return
     now = datetime.now(timezone.utc).isoformat()
     by_pos = {c.position: c for c in chunks}
+    stored = {p["chunk_hash"]: (p, dense) for p, dense in index.chunk_vectors(chunks[0].doc_id)} if plan.reuse else {}
     points = []
     for pos, vector in zip(plan.embed, vectors):
         c = by_pos[pos]
         payload = _payload(c, meta, now) | {"created_at": now}
-        points.append(IndexPoint(c.doc_id, c.hash, vector, bm25.document(c.text), payload))
-    index.upsert(points)
+        points.append(IndexPoint(c.doc_id, c.hash, vector, bm25.document(c.text), payload, meta.version))
     for pos in plan.reuse:
         c = by_pos[pos]
-        index.set_payload(c.doc_id, c.hash, _payload(c, meta, now))
-    if chunks and plan.delete:
-        index.delete_chunks(chunks[0].doc_id, plan.delete)
+        before, vector = stored[c.hash]
+        payload = _payload(c, meta, now) | {"created_at": before.get("created_at", now)}
+        points.append(IndexPoint(c.doc_id, c.hash, vector, bm25.document(c.text), payload, meta.version))
+    index.write_version(chunks[0].doc_id, points)

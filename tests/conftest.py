@@ -60,7 +60,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         funcs = [getattr(item, "function", None)]
         funcs += [d.func for defs in item._fixtureinfo.name2fixturedefs.values() for d in defs]  # type: ignore[attr-defined]
         funcs += [h for f in funcs for h in _helpers(f)]
-        item.add_marker("integration" if any(_starts_something(f) for f in funcs if f) else "unit")
+        heavy = item.get_closest_marker("integration") or any(_starts_something(f) for f in funcs if f)
+        item.add_marker("integration" if heavy else "unit")
 
 
 @pytest.fixture(scope="module")
