@@ -6,7 +6,7 @@ import time
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import FastAPI, HTTPException, Query, Request
+from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
@@ -14,6 +14,7 @@ from pydantic import ValidationError
 from schemas.search import Mode, Scope, SearchRequest, SearchResponse, tenant_refusal
 from workers import client
 from workers.followups.summaries import summary_view
+from workers.http import auth
 from workers.http.asking import ask
 from workers.http.graph import graph_router
 from workers.http.metrics import metrics_router
@@ -63,9 +64,11 @@ def create_app() -> FastAPI:
     api = FastAPI(title="sluice", version="0.1.0", description="Search what sluice has indexed.")
     api.add_exception_handler(RequestValidationError, _invalid)
     state = client.connect(settings())
+    caller = auth.caller_of(settings())  # refuses tenants without keys
+    who_asks = Depends(caller)  # a default, not an annotation: postponed annotations cannot see this scope
     api.include_router(webhook_router(state, settings()))  # POST /webhooks/reindex, /webhooks/s3
     api.include_router(metrics_router(state))  # GET /metrics (Prometheus; read from Redis when scraped)
-    api.include_router(graph_router())  # GET /graph/entities, /graph/entities/{id}, /graph/path, ...
+    api.include_router(graph_router(caller))  # GET /graph/entities, /graph/entities/{id}, /graph/path, ...
 
     @api.get("/healthz")
     def healthz() -> dict[str, str]:
@@ -111,7 +114,9 @@ def create_app() -> FastAPI:
         group_by_document: bool = False,
         scope: Scope = Scope.chunks,
         filter: Annotated[list[str], Query(description="field:value, repeatable")] = [],  # noqa: B006
+        who: auth.Caller = who_asks,
     ) -> SearchResponse:
+        tenant = who.tenant(tenant)
         unknown = sorted(set(request.query_params) - SEARCH_PARAMS)
         if unknown:
             raise RequestValidationError(
@@ -124,18 +129,22 @@ def create_app() -> FastAPI:
         return run(_validated({**fields, "filters": dict(pairs)}))
 
     @api.post("/search", response_model=SearchResponse)
-    def search_post(body: dict[str, Any]) -> SearchResponse:
+    def search_post(body: dict[str, Any], who: auth.Caller = who_asks) -> SearchResponse:
+        asked = body.get("tenant")
+        if asked is None or isinstance(asked, str):  # anything else is pydantic's 422
+            body = {**body, "tenant": who.tenant(asked)}
         return run(_validated(body))
 
     @api.get("/documents/{doc_id}")
-    def get_document(doc_id: str, tenant: str | None = None) -> dict[str, Any]:
+    def get_document(doc_id: str, tenant: str | None = None, who: auth.Caller = who_asks) -> dict[str, Any]:
         """Metadata, chunk list and pipeline status of one document."""
+        tenant = who.tenant(tenant)
         status = state.document(doc_id)
         chunks = ask("document", (doc_id,))
         if not status and not chunks:
             raise HTTPException(404, f"no document {doc_id}")
         owner = chunks[0].get("tenant") if chunks else status.get("tenant")
-        if settings().tenants and owner != tenant:
+        if settings().tenants and owner != tenant or not who.may_read(owner):
             raise HTTPException(404, f"no document {doc_id}")  # never confirm another tenant's document
         return {
             "doc_id": doc_id,

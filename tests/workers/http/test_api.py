@@ -1,13 +1,19 @@
-"""The HTTP API against a real query worker: modes, filters, tenant isolation, validation."""
+"""The HTTP API against a real query worker: modes, filters, tenant isolation by API key, validation."""
 
 from __future__ import annotations
 
+import json
 import os
+import time
 
 import pytest
 from fastapi.testclient import TestClient
 
 from harness import Sluice
+
+ADMIN, ACME, GLOBEX = "key-admin-7f3e", "key-acme-19ab", "key-globex-c04d"  # API keys bound to tenants
+KEYS = {ADMIN: ["acme", "globex"], ACME: ["acme"], GLOBEX: ["globex"]}
+WEBHOOK_SECRET = "webhook secret of the api test"
 
 
 @pytest.fixture(scope="module")
@@ -16,7 +22,7 @@ def http(tmp_path_factory):
     from workers.runtime import config
 
     root = tmp_path_factory.mktemp("api")
-    s = Sluice(root, tenants='["acme","globex"]')
+    s = Sluice(root, tenants='["acme","globex"]', api_keys=json.dumps(KEYS), webhook_secret=WEBHOOK_SECRET)
     s.start_workers()
     for tenant, name, text in (
         ("acme", "acme/plan.md", "# Plan\n\nProject Nightjar ships the ORD-2024-8821 pump retrofit in March."),
@@ -34,7 +40,7 @@ def http(tmp_path_factory):
     config.settings.cache_clear()
     from workers.http.api import create_app
 
-    with TestClient(create_app()) as c:
+    with TestClient(create_app(), headers={"X-API-Key": ADMIN}) as c:
         yield c
     s.close()
 
@@ -82,8 +88,7 @@ def test_a_tenant_never_sees_another_tenants_chunks(http):
         {"q": "x", "mode": "fuzzy", "tenant": "acme"},
         {"q": "x", "tenant": "acme", "colour": "red"},
         {"q": "x", "tenant": "acme", "filter": "password:1"},
-        {"q": "x"},  # tenant is mandatory when tenants are configured
-        {"q": "x", "tenant": "initech"},
+        {"q": "x"},  # tenant is mandatory when tenants are configured (the admin key reads two)
     ],
 )
 def test_bad_requests_are_422_with_a_message(http, params):
@@ -96,3 +101,65 @@ def test_bad_post_body_is_422(http):
     assert http.post("/search", json={"q": "x", "tenant": "acme", "colour": "red"}).status_code == 422
     assert http.post("/search", json={"tenant": "acme"}).status_code == 422
     assert http.get("/documents/nope", params={"tenant": "acme"}).status_code == 404
+
+
+def _as(key: str | None) -> dict[str, str]:
+    """Headers of a request made with ``key`` (None: no key at all)."""
+    return {"X-API-Key": ""} if key is None else {"Authorization": f"Bearer {key}", "X-API-Key": ""}
+
+
+def test_a_key_reads_only_its_tenants_chunks_documents_and_graph(http):
+    globex_doc = http.get("/search", params={"q": "Globex", "tenant": "globex"}).json()["hits"][0]["doc_id"]
+    acme = _as(ACME)
+    for r in (
+        http.get("/search", params={"q": "Globex incident", "tenant": "globex"}, headers=acme),
+        http.post("/search", json={"q": "Globex incident", "tenant": "globex"}, headers=acme),
+        http.get(f"/documents/{globex_doc}", params={"tenant": "globex"}, headers=acme),
+        http.get("/graph/entities", params={"q": "Globex", "tenant": "globex"}, headers=acme),
+        http.get("/graph/stats", params={"tenant": "globex"}, headers=acme),
+        http.get("/graph/communities", params={"tenant": "globex"}, headers=acme),
+    ):
+        assert r.status_code == 403, (r.request.url, r.text)
+    own = http.get("/search", params={"q": "Globex incident report ORD-2024-8821"}, headers=acme)  # its one tenant
+    assert own.status_code == 200 and {h["key"] for h in own.json()["hits"]} == {"plan.md"}
+    smuggled = http.post("/search", json={"q": "Globex incident", "filters": {"tenant": "globex"}}, headers=acme)
+    assert smuggled.status_code == 200 and all("Globex" not in h["text"] for h in smuggled.json()["hits"])
+    assert http.get(f"/documents/{globex_doc}", headers=acme).status_code == 404
+    assert http.get("/graph/stats", headers=acme).status_code == 200
+    assert http.get("/search", params={"q": "x", "tenant": "initech"}).status_code == 403  # unknown: not confirmed
+    theirs = http.get(f"/documents/{globex_doc}", headers=_as(GLOBEX))
+    assert theirs.status_code == 200 and "Globex Corp. keeps" in theirs.json()["chunks"][0]["text"]
+
+
+@pytest.mark.parametrize("key", [None, "key-acme-19aX", ""])
+def test_without_a_known_key_every_read_is_401(http, key):
+    for path in ("/search?q=pump&tenant=acme", "/documents/0123456789abcdef0123456789abcdef", "/graph/stats"):
+        r = http.get(path, headers=_as(key))
+        assert r.status_code == 401 and r.headers["www-authenticate"] == "Bearer", r.text
+    assert http.get("/healthz", headers=_as(None)).status_code == 200
+
+
+def test_webhooks_keep_their_own_signature_not_an_api_key(http):
+    from workers.http.signing import sign
+
+    body = json.dumps({"scope": "document", "document_id": "0" * 32}).encode()
+    stamp = str(int(time.time()))
+    signed = {"Content-Type": "application/json", "X-Sluice-Timestamp": stamp,
+              "X-Sluice-Signature": sign(WEBHOOK_SECRET.encode(), stamp, body), **_as(None)}
+    assert http.post("/webhooks/reindex", content=body, headers=signed).status_code == 404  # signed: no such doc
+    forged = {**signed, "X-Sluice-Signature": sign(b"wrong", stamp, body), **_as(ADMIN)}
+    assert http.post("/webhooks/reindex", content=body, headers=forged).status_code == 401  # a key is no signature
+
+
+def test_tenants_without_keys_or_keys_beyond_the_tenants_are_refused():
+    from schemas.settings import Settings
+    from workers.http.auth import check
+
+    with pytest.raises(ValueError, match="SLUICE_API_KEYS"):
+        check(Settings.model_construct(tenants=["acme"], api_keys={}))
+    with pytest.raises(ValueError, match="initech"):
+        check(Settings.model_construct(tenants=["acme"], api_keys={"k": ["acme", "initech"]}))
+    with pytest.raises(ValueError, match="name its tenants"):
+        check(Settings.model_construct(tenants=["acme"], api_keys={"k": []}))
+    check(Settings.model_construct(tenants=[], api_keys={}))  # the laptop: no tenants, no key
+    check(Settings.model_construct(tenants=[], api_keys={"k": []}))  # or one key that reads everything
