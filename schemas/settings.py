@@ -57,7 +57,8 @@ class Settings(BaseSettings):
 
     # Embedding.
     embed_batch_size: int = 16
-    # auto: torch on CUDA, else onnxruntime; onnx-int8: ~2x less CPU per chunk, vectors of their own
+    # auto: torch on CUDA, else onnx-int8 (the int8 graph); onnx: the fp32 graph. The embedder of a new index
+    # generation; an existing one keeps its own (`sluice generation create` moves an index to another).
     embed_backend: Literal["auto", "torch", "onnx", "onnx-int8"] = "auto"
     model_cache: Path | None = None  # where the exported ONNX graph is kept; unset: ~/.cache/sluice
     chunk_tokens: int = 256
