@@ -8,13 +8,14 @@ a dead query worker shows as such instead of hanging the command.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from typing import Any
 
 from workers.runtime import dispatch
 from workers.runtime.app import app
-from workers.runtime.config import settings
+from workers.runtime.config import SUPERVISOR_FILE, settings
 from workers.runtime.flow import ALL_QUEUES
 from workers.runtime.state import State
 
@@ -63,4 +64,14 @@ def overview(st: State) -> dict[str, Any]:
         "graph": graphs or "query worker not answering",
         "counters": st.counters(),
         "last_errors": [{k: d.get(k) for k in ("id", "key", "stage", "error")} for d in letters[-5:]],
+        "supervisor": supervised(),
     }
+
+
+def supervised() -> dict[str, Any] | str:
+    """The processes ``sluice up`` keeps running on this machine, with their restarts."""
+    path = settings().data_dir / SUPERVISOR_FILE
+    try:
+        return json.loads(path.read_text())["children"]  # type: ignore[no-any-return]
+    except (OSError, ValueError, KeyError):
+        return "no `sluice up` on this machine"

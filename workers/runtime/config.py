@@ -11,6 +11,7 @@ from redis.retry import Retry
 from schemas.settings import Settings
 
 REDIS_URL_FILE = "redis.url"
+SUPERVISOR_FILE = "supervisor.json"  # what `sluice up` keeps running and how often it restarted each
 
 
 @lru_cache(maxsize=1)

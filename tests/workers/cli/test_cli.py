@@ -166,6 +166,38 @@ def test_up_stops_everything_on_sigterm(tmp_path):
         up.kill_leftovers()
 
 
+def test_up_starts_a_killed_worker_and_its_redis_again_and_still_ingests(tmp_path):
+    up = Up(tmp_path, "--no-samples")
+    try:
+        up.wait_until_up()
+        kept = json.loads((up.data / "supervisor.json").read_text())["children"]
+        os.killpg(kept["worker"]["pid"], signal.SIGKILL)  # the worker and its pool, as the OOM killer would
+        os.kill(kept["redis"]["pid"], signal.SIGKILL)
+        deadline = time.monotonic() + 90
+        while True:
+            kept = json.loads((up.data / "supervisor.json").read_text())["children"]
+            if all(kept[n]["restarts"] >= 1 and kept[n]["state"] == "running" for n in ("worker", "redis")):
+                break
+            assert up.proc.poll() is None, "sluice up stopped:\n" + up.output
+            assert time.monotonic() < deadline, f"not restarted: {kept}\n{up.output}"
+            time.sleep(0.5)
+        assert kept["worker"]["last_exit"] == -signal.SIGKILL and "worker started again" in up.output
+        assert "redis started again" in up.output
+
+        note = tmp_path / "after-the-crash.txt"
+        note.write_text("Written after the crash: the quillfeather ledger survived.")
+        env = clean_env(SLUICE_DATA_DIR=str(up.data))
+        ingested = cli(env, "ingest", str(note), "--wait", "--json", cwd=tmp_path)
+        assert ingested.returncode == 0 and json.loads(ingested.stdout)["indexed"] == 1, ingested.stderr
+        status = json.loads(cli(env, "status", cwd=tmp_path).stdout)
+        assert status["supervisor"]["worker"]["restarts"] >= 1 and status["supervisor"]["redis"]["restarts"] >= 1
+
+        up.family = psutil.Process(up.proc.pid).children(recursive=True)  # the restarted ones too
+        up.assert_stops_everything(signal.SIGINT, to_group=True)
+    finally:
+        up.kill_leftovers()
+
+
 # -- no running sluice ---------------------------------------------------------------------------
 
 
