@@ -10,7 +10,8 @@ the entity graph is built from them.
 Stock Presidio with the small spaCy model lets a quarter of identifiers through on
 text it never saw. The recognisers beside its own, one module each: street
 addresses (``redact_addresses``), phone numbers by shape (``redact_phones``),
-names by the words around them (``redact_context``) and names by how they are
+card numbers in any grouping (``redact_cards``), names by the words around them
+(``redact_context``) and names by how they are
 written (``redact_names``). This module holds the engine: one spaCy pass (tagger
 and recogniser), the rules that choose among overlapping findings, and the
 pseudonyms.
@@ -46,7 +47,8 @@ from spacy.tokens import Doc
 
 from pipelines import runtime  # noqa: I001  (first: keeps presidio offline)
 from pipelines.redact_addresses import StreetAddressRecognizer
-from pipelines.redact_base import ORG_WORDS, PERSON, PHONE_NUMBER, STOP, STREET_ADDRESS, UNIT, case_mode, is_cap
+from pipelines.redact_base import ORG_WORDS, PERSON, PERSON_FIELDS, PHONE_NUMBER, STOP, STREET_ADDRESS, UNIT, case_mode, field_label_at, is_cap
+from pipelines.redact_cards import LuhnCardRecognizer
 from pipelines.redact_context import ContextPersonRecognizer
 from pipelines.redact_names import ProperNounRecognizer, common, load_tagged, plural_noun
 from pipelines.redact_phones import LoosePhoneRecognizer
@@ -147,6 +149,7 @@ def _build_analyzer(language: str) -> AnalyzerEngine:
         IpRecognizer(supported_language=language),
         UsLicenseRecognizer(supported_language=language),
         StreetAddressRecognizer(),
+        LuhnCardRecognizer(),
         LoosePhoneRecognizer(),
         ContextPersonRecognizer(),
         ProperNounRecognizer(),
@@ -191,13 +194,6 @@ class _TaggedEngine(SpacyNlpEngine):
 
 
 
-_PERSON_HEADERS = re.compile(
-    r"(?i:name|person|people|customer|client|contact|author|owner|employee|staff|user|member|patient|"
-    r"manager|assignee|reporter|signed|signatory|sender|recipient|attendee|participant|student|player|"
-    r"who|by|from|to|cc)"
-)
-
-
 def _table_header(text: str, pos: int) -> str | None:
     """The column header above ``pos`` when the text is a flattened table ("a | b\nc | d"), else None."""
     lines = text.split("\n")
@@ -219,7 +215,7 @@ def _may_be_person(text: str, r: RecognizerResult, doc: Doc) -> bool:
     if span is not None and len(span) and plural_noun(span[-1]) and not strong:
         return False
     header = _table_header(text, r.start)
-    return header is None or bool(_PERSON_HEADERS.search(header))
+    return header is None or bool(PERSON_FIELDS.search(header))
 
 
 def _clean_person(text: str, r: RecognizerResult) -> list[tuple[int, int]]:
@@ -232,14 +228,14 @@ def _clean_person(text: str, r: RecognizerResult) -> list[tuple[int, int]]:
         core = re.sub(r"(?:['’]s?|[\s,.;:\"')])+$", "", part.strip(" \t?*•-\"'("))
         words = core.split()
         label_end = offset + lead + len(core)
-        while len(words) > 1 and common(words[-1]) and text[label_end:].lstrip(" \t").startswith(":"):
+        while len(words) > 1 and common(words[-1]) and field_label_at(text, label_end):
             words.pop()  # "Margaret Holloway Phone: ...": a form's next label ends the name
             core = core[: core.rindex(words[-1]) + len(words[-1])]
             label_end = offset + lead + len(core)
         while len(words) > 1 and re.fullmatch(UNIT, words[-1]):
             words.pop()  # "Diana Weöres Apt. 434 ...": the unit opens the address
             core = core[: core.rindex(words[-1]) + len(words[-1])]
-        if len(words) == 1 and common(words[0]) and text[label_end:].lstrip(" \t").startswith(":"):
+        if len(words) == 1 and common(words[0]) and field_label_at(text, label_end):
             words = []  # "Address:" opens a field
         if (
             words
@@ -285,6 +281,13 @@ def _inside_token(start: int, end: int, tokens: list[tuple[int, int]]) -> bool:
     return (i > 0 and tokens[i - 1][1] > start) or (i < len(tokens) and tokens[i][0] < end)
 
 
+def _rank(entity: str, score: float) -> int:
+    """A validated shape wins only when validated (checksum) or confirmed by context: Presidio's bare
+    SSN pattern (0.5) also reads "680 36 4022" in "Suite 680 36 4022 Oakridge Lane"."""
+    priority = _PRIORITY.get(entity, 0)
+    return min(priority, _PRIORITY[PHONE_NUMBER]) if priority == _PRIORITY["US_SSN"] and score <= 0.5 else priority
+
+
 def _resolve(spans: Iterable[tuple[int, int, str, float]]) -> list[tuple[int, int, str]]:
     """Non-overlapping spans: merge same-type overlaps, then keep the
     higher-priority, longer, higher-scoring one of any clash."""
@@ -296,7 +299,7 @@ def _resolve(spans: Iterable[tuple[int, int, str, float]]) -> list[tuple[int, in
         else:
             merged.append([start, end, entity, score])
     chosen: list[tuple[int, int, str]] = []  # kept sorted and disjoint
-    ranked = sorted(merged, key=lambda s: (-_PRIORITY.get(s[2], 0), -(s[1] - s[0]), -s[3]))
+    ranked = sorted(merged, key=lambda s: (-_rank(s[2], s[3]), -(s[1] - s[0]), -s[3]))
     for start, end, entity, _ in ranked:
         i = bisect.bisect_left(chosen, (start,))
         if (i == 0 or chosen[i - 1][1] <= start) and (i == len(chosen) or chosen[i][0] >= end):

@@ -10,10 +10,10 @@ and postcodes given with a cue ("zip code is 35649").
 from __future__ import annotations
 
 import regex as re
-from presidio_analyzer import LocalRecognizer, RecognizerResult
+from presidio_analyzer import RecognizerResult
 from presidio_analyzer.nlp_engine import NlpArtifacts
 
-from pipelines.redact_base import ORG_WORDS, PERSON, STOP, STREET_ADDRESS, UNIT, case_mode, is_cap, result
+from pipelines.redact_base import ORG_WORDS, PERSON, Recognizer, STOP, STREET_ADDRESS, UNIT, case_mode, is_cap, result
 from pipelines.redact_phones import phone_at
 
 _WORD = r"[\p{L}\p{M}][\p{L}\p{M}'’\-]*\.?"
@@ -23,7 +23,7 @@ _POSTAL = (
     r"(?:\d{4,6}(?:-\d{3,4})?|[A-Z]{1,2}\d[A-Z\d]?\s?\d[A-Z]{2}|[A-Z]\d[A-Z]\s?\d[A-Z]\d)"
 )
 _CONNECTORS = frozenset(
-    "and of de da del della di do dos das du des la le les von van der den am an upon on y i".split()
+    "and of the de da del della di do dos das du des la le les von van der den am an upon on y i".split()
 )
 
 _EN_TYPES = (
@@ -66,13 +66,13 @@ _STREET_PATTERNS = [
 ]
 # No street type at all ("87 Jakobi 69", "11 Školní 939"): only with an address cue.
 _BARE_STREET = re.compile(
-    rf"(?<![\w.,/-])(?P<num>{_HOUSE})[ \t]+(?P<name>(?:{_WORD}[ \t]+){{0,2}}{_WORD})"
+    rf"(?<![\w.,/-])(?P<num>{_HOUSE})[ \t]+(?P<name>(?:{_WORD}[ \t]+){{0,3}}{_WORD})"
     rf"(?:[ \t]+(?P<num2>\d{{1,5}}[a-z]?\.?)(?![\w-])|(?=[ \t]*(?:\n|$)))"
 )
 _ADDRESS_CUE = re.compile(
     r"(?i:\baddress(?:es)?\b|\blive[sd]?\b|\bliving\b|\breside[sd]?\b|\blocated\b|\bis at\b|"
     r"\bare at\b|\breturn(?:ed)? (?:it )?to\b|\bship(?:ped)? (?:it )?to\b|\bdeliver(?:ed|y)? (?:it )?to\b|"
-    r"\bsend (?:it |them )?to\b|\bmov(?:e|ed|ing) to\b|\bbilling\b|\bshipping\b|\bmailing\b|"
+    r"\bsen[dt] (?:it |them )?to\b|\bmov(?:e|ed|ing) to\b|\bbilling\b|\bshipping\b|\bmailing\b|"
     r"\bpostal\b|\bcorner of\b)"
 )
 # US military and post-office-box addresses (USPS Publication 28): no street at all.
@@ -169,8 +169,8 @@ def _continuation(text: str, end: int, cased: bool) -> int:
         elif t == ")":
             ok, depth = depth > 0, depth - 1
         elif re.fullmatch(r"[\p{L}\p{M}][\p{L}\p{M}\p{S}\p{Cf}'’\-]*", word):
-            if lower in _CONNECTORS:
-                ok = cased and is_cap(nxt)
+            if lower in _CONNECTORS and not (cased and word.isupper()):  # "DU 47621": a region code
+                ok = cased and (is_cap(nxt) or nxt.lower() in _CONNECTORS)  # "Kingdom of the Netherlands"
             elif lower in STOP:
                 ok = False
             elif cased:
@@ -221,7 +221,7 @@ def _name_line_above(text: str, start: int, cased: bool) -> tuple[int, int] | No
     return None
 
 
-class StreetAddressRecognizer(LocalRecognizer):
+class StreetAddressRecognizer(Recognizer):
     """Street addresses with their unit, city, region, country and postcode,
     and the addressee named on the line above a postal block.
 
@@ -229,11 +229,7 @@ class StreetAddressRecognizer(LocalRecognizer):
     street names as people or organisations, so the whole address leaks.
     """
 
-    def __init__(self) -> None:
-        super().__init__(supported_entities=[STREET_ADDRESS, PERSON], name="StreetAddressRecognizer")
-
-    def load(self) -> None:  # noqa: D102 - nothing to load
-        pass
+    ENTITIES = (STREET_ADDRESS, PERSON)
 
     def _streets(self, text: str, cased: bool) -> list[tuple[int, int, float]]:
         """Per pattern and end: the longest match that starts with a house number,
@@ -249,12 +245,15 @@ class StreetAddressRecognizer(LocalRecognizer):
                         continue
                 if not (m.group("num") or m.groupdict().get("num2")):
                     continue
-                cue = _has_cue(text, m.start())
+                # "Apt. 731 96 törneby 2": a unit before the number says address as a cue does
+                cue = _has_cue(text, m.start()) or bool(_UNIT_BEFORE.search(text, max(0, m.start() - 24), m.start()))
                 block = _at_block_start(text, m.start())
                 in_block = block and "\n" in text[m.end() : m.end() + 3]
                 bare = pattern is _BARE_STREET
-                name_ok = _name_ok(_without_type(m, pattern), cased, after_type=pattern is _STREET_PATTERNS[1],
-                                   loose=bare and in_block)
+                name = _without_type(m, pattern)
+                typed_apart = name != m.group("name")  # "Árpád fejedelem útja 3": the type word stands alone
+                name_ok = _name_ok(name, cased, after_type=pattern is _STREET_PATTERNS[1],
+                                   loose=(bare and in_block) or typed_apart or cue)
                 if not name_ok:
                     continue
                 if bare:
@@ -270,6 +269,7 @@ class StreetAddressRecognizer(LocalRecognizer):
                     score = 0.6 if cue or block else 0.3
                 by_end.setdefault(m.end(), []).append((m.start(), bool(m.group("num")), score))
             for end, cands in by_end.items():
+                cands = [c for c in cands if c[2] > 0] or cands  # "Suite 574 34 Sireli 74": from "34", after the unit
                 numbered = [c for c in cands if c[1]]
                 start, _, score = min(numbered or cands, key=lambda c: c[0] if numbered else -c[0])
                 found.append((start, end, score))
@@ -292,7 +292,8 @@ class StreetAddressRecognizer(LocalRecognizer):
                 results.append(result(PERSON, *name, 0.6, "addressee line"))
         for m in _BOX_ADDRESSES.finditer(text):
             end = _continuation(text, m.end(), cased)
-            results.append(result(STREET_ADDRESS, m.start(), end, 0.6, "box address"))
+            unit = _UNIT_BEFORE.search(text, max(0, m.start() - 24), m.start())
+            results.append(result(STREET_ADDRESS, unit.start() if unit else m.start(), end, 0.6, "box address"))
         for m in _POSTAL_CUE.finditer(text):
             results.append(result(STREET_ADDRESS, m.start("code"), m.end("code"), 0.6, "postcode"))
         return results

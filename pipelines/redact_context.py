@@ -6,10 +6,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import regex as re
-from presidio_analyzer import LocalRecognizer, RecognizerResult
+from presidio_analyzer import RecognizerResult
 from presidio_analyzer.nlp_engine import NlpArtifacts
+from spacy.tokens import Doc
 
-from pipelines.redact_base import PERSON, case_mode, result
+from pipelines.redact_base import PERSON, PERSON_FIELDS, Recognizer, case_mode, opens_sentence, result
+from pipelines.redact_names import common
 
 _CAP = r"\p{Lu}[\p{L}\p{M}'’\-]*[\p{L}\p{M}]"  # capitalised word, 2+ letters
 _NAME_STOP = frozenset(
@@ -43,6 +45,8 @@ class _Cue:
     score: float = 0.7
     strong: bool = True
     plain: bool = False
+    rare: bool = False
+    """The name must not be an everyday English word ("said nothing")."""
 
 
 _CUES = [
@@ -54,6 +58,7 @@ _CUES = [
         score=0.85, plain=True,
     ),
     _Cue(r"(?i:\bname[ ]*[:?])[ ]*", score=0.8, plain=True),
+    _Cue(rf"\b{PERSON_FIELDS.pattern}(?:[ ](?i:name|person))?[ ]*:[ ]*", score=0.7, plain=True),  # "Contact person: ..."
     _Cue(r"(?i:\b(?:calls?|called)[ ]+me|\bnamed(?:[ ]+(?:him|her|them))?|\bknown[ ]+as|\bmy[ ]+name's)[ ]+",
          plain=True),
     _Cue(rf"(?i:\bmy[ ]+(?:{_KIN}),?)[ ]+"),
@@ -67,7 +72,18 @@ _CUES = [
         rf"(?i:\b(?:said|says|asked|replied|whispered|shouted|yelled|cried|wrote))[ ]+{_NAME}[ ]+(?i:to)[ ]+",
         score=0.6,
     ),
-    _Cue(r",[ ]+", r"(?=[ ]*[!?])", score=0.6, strong=False),  # "Don't go to town, Charlotte!"
+    _Cue(  # ... and the one speaking
+        r"(?i:\b(?:said|says|asked|replied|whispered|shouted|yelled|cried|wrote))[ ]+",
+        rf"(?=[ ]+(?i:to)[ ]+{_NAME})", score=0.6,
+    ),
+    _Cue(r",[ ]+", r"(?=[ ]*!)", score=0.6),  # "Don't go to town, Charlotte!": called out
+    _Cue(r",[ ]+", r"(?=[ ]*\?)", score=0.6, strong=False),  # "Is it you, Charlotte?"
+    _Cue(  # "the Takuda novel", "a Sierra DeRose concert": someone's work ("the Book Processing Center" is not)
+        r"(?i:\b(?:a|an|the|that|this)[ ]+)",
+        r"(?=[ ]+(?:novels?|books?|films?|movies?|songs?|albums?|concerts?|poems?|paintings?|plays?|"
+        r"biography|memoirs?|exhibition|retrospective|tour|records?|symphony|operas?|lyrics|lecture|sermon)\b)",
+        score=0.6,
+    ),
     _Cue(r"(?i:\b(?:hi|hello|hey|dear),?)[ ]+", score=0.6, strong=False),
     _Cue(
         r"(?i:\b(?:said|says|asked|asks|replied|replies|told|tells|shouted|yelled|whispered|"
@@ -87,6 +103,10 @@ _CUES = [
         r"(?=[ ]+(?i:lives|lived|resides|resided|was[ ]+born|grew[ ]+up|is[ ]+a[ ]+\d+[ -]year|"
         r"passed[ ]+away|got[ ]+married|works[ ]+as)\b)",
     ),
+    _Cue(  # '"i'm glad," says péter.'
+        r"(?i:\b(?:said|says|asked|asks|replied|replies|wrote|added))[ ]+", r"(?=[ ]*(?:[.!?]|$))",
+        score=0.6, strong=False, plain=True, rare=True,
+    ),
     _Cue(
         "", r"(?=[ ]+(?i:said|says|asked|replied|shouted|yelled|whispered|told|wrote)\b)",
         score=0.6, strong=False,
@@ -94,6 +114,9 @@ _CUES = [
 ]
 _VOCATIVE = re.compile(  # "Marisca, can I please speak to your boss?" - called out first
     rf"(?P<name>{_NAME})(?=,[ ]*(?i:can|could|would|will|please|do|did|are|have|thanks|thank)\b)"
+)
+_SPEAKER = re.compile(  # 'Kalman: "Who are you?"': a script's or a chat's speaker opens the line
+    r"(?m:^)[ \t]*(?P<name>[\p{L}\p{M}][\p{L}\p{M}'’\-]+)(?=[ \t]*:[ \t]*\\?[\"“])"
 )
 _LEFT_EDGE = r"(?<![\p{L}\p{M}'’\-])"
 _CASED_CUES = [(re.compile(c.before + _LEFT_EDGE + f"(?P<name>{_NAME})" + c.after), c) for c in _CUES]
@@ -116,25 +139,27 @@ def _trim_name(name: str) -> str:
     return " ".join(kept)
 
 
-def _sentence_start(text: str, pos: int) -> int:
-    """Where the sentence holding ``pos`` starts, after any quotes or bullets."""
-    head = max(0, pos - 300)
-    ends = [head + m.end() for m in re.finditer(r"\n|[.!?]+[ \t]+", text[head:pos])]
-    cut = ends[-1] if ends else head
-    return cut + len(text[cut:pos]) - len(text[cut:pos].lstrip(" \t\"'(*-?"))
+def _speakers(text: str, doc: Doc | None) -> list[tuple[re.Match, _Cue]]:
+    """The speakers of a dialogue, once one of them is a person: a name people write capitalised, or
+    the recogniser's person ('Kalman: "Who are you?" Amber: "..."'). Roles ("Customer:", "Agent:")
+    are everyday words the recogniser leaves alone."""
+    speakers = list(_SPEAKER.finditer(text))
+    if not speakers:
+        return []
+    people = [(e.start_char, e.end_char) for e in (doc.ents if doc is not None else []) if e.label_ == PERSON]
+    if not any(not common(m.group("name")) or any(s < m.end() and m.start() < e for s, e in people)
+               for m in speakers):
+        return []
+    return [(m, _Cue("", score=0.6)) for m in speakers]
 
 
-class ContextPersonRecognizer(LocalRecognizer):
+class ContextPersonRecognizer(Recognizer):
     """Names that the small spaCy model misses or calls an ORG, found by the
     words around them ("my name is", "Mrs.", "my kid", "Arne's address",
     "X lives at"). Weak cues (speech verbs, greetings) defer to spaCy when it
     says the span is an organisation or a place."""
 
-    def __init__(self) -> None:
-        super().__init__(supported_entities=[PERSON], name="ContextPersonRecognizer")
-
-    def load(self) -> None:  # noqa: D102 - nothing to load
-        pass
+    ENTITIES = (PERSON,)
 
     def analyze(
         self, text: str, entities: list[str], nlp_artifacts: NlpArtifacts | None = None
@@ -149,13 +174,16 @@ class ContextPersonRecognizer(LocalRecognizer):
         if cased:
             called = _Cue("", score=0.6)  # "Lucas, can I ...": called out, whatever the recogniser says
             found += [(m, called) for m in _VOCATIVE.finditer(text)
-                      if m.start() == _sentence_start(text, m.start())]
+                      if opens_sentence(text, m.start())]
+        found += _speakers(text, doc)
         results = []
         for m, cue in found:
             name = _trim_name(m.group("name"))
             start, end = m.start("name"), m.start("name") + len(name)
             if not name or any(c.isdigit() for c in name) or (not cased and start in plural):
                 continue  # a plural noun ("give customers their ...") is nobody's name
+            if cue.rare and common(name):
+                continue
             if not cue.strong and any(s < end and start < e for s, e in other):
                 continue
             results.append(result(PERSON, start, end, cue.score, "name by context"))

@@ -15,19 +15,16 @@ on their own; people listed with a person are people too.
 from __future__ import annotations
 
 import functools
-import gzip
-import json
-import math
-from importlib import resources as package_files
 
 import regex as re
 import spacy
-from presidio_analyzer import LocalRecognizer, RecognizerResult
+from presidio_analyzer import RecognizerResult
 from presidio_analyzer.nlp_engine import NlpArtifacts
 from spacy.tokens import Doc, Token
 
 from pipelines import runtime
-from pipelines.redact_base import ORG_WORDS, PERSON, case_mode, result
+from pipelines.redact_wordforms import word_forms
+from pipelines.redact_base import ORG_WORDS, PERSON, Recognizer, case_mode, field_label_at, opens_sentence, result
 
 _PROPER = {"NNP", "NNPS"}
 _NAME_WORD = re.compile(r"\p{L}[\p{L}\p{M}'’\-]*")
@@ -60,33 +57,10 @@ def lexicon() -> frozenset[str]:
     return frozenset(w for words in index.values() for w in words if "_" not in w)
 
 
-_CAPITALISED_MARGIN = math.log(3)  # written capitalised at least three times as often as not
-
-
-_FREQUENT = -16.0  # log probability of a lower-case form seen often enough to be a word ("cataloging": -15.3)
-
-
-@functools.cache
-def _word_forms() -> tuple[frozenset[str], frozenset[str]]:
-    """(capitalised, frequent) from spaCy's English word-frequency table (spacy-lookups-data: log
-    probabilities of case-sensitive word forms over a web corpus). No list of names: a measure of
-    how words are written."""
-    path = package_files.files("spacy_lookups_data") / "data" / "en_lexeme_prob.json.gz"
-    with path.open("rb") as raw, gzip.open(raw) as fh:
-        probs: dict[str, float] = json.load(fh)
-    capitalised = frozenset(
-        word.lower() for word, p in probs.items()
-        if word[:1].isupper() and word[1:].islower() and word.isalpha()
-        and p - probs.get(word.lower(), -math.inf) > _CAPITALISED_MARGIN
-    )
-    frequent = frozenset(w for w, p in probs.items() if p > _FREQUENT and w.isalpha() and w.islower())
-    return capitalised, frequent
-
-
 def capitalised() -> frozenset[str]:
     """Lower-case forms of words people write capitalised (names, places, brands): "mary", "schulz",
     "jordan", but not "sluice", "team", "settings"."""
-    return _word_forms()[0]
+    return word_forms()[0]
 
 
 def common(word: str) -> bool:
@@ -98,7 +72,7 @@ def known(word: str) -> bool:
     """An English word, in any of its inflections ("cups", "leafs", "flyers", "cataloging")."""
     w = word.lower().strip("'’.")
     words = lexicon()
-    if w in words or w in _word_forms()[1]:  # WordNet, or a form written in lower case often enough
+    if w in words or w in word_forms()[1]:  # WordNet, or a form written in lower case often enough
         return True
     for suffix, repl in (("ies", "y"), ("es", ""), ("s", ""), ("'s", ""), ("ers", "er")):
         if w.endswith(suffix) and w[: -len(suffix)] + repl in words:
@@ -107,11 +81,16 @@ def known(word: str) -> bool:
 
 
 def plural_noun(token: Token) -> bool:
-    """"Cups", "Blues", "Settings": tagged plural and an English noun once singular; never one person."""
-    return token.tag_ in {"NNS", "NNPS"} and token.text.endswith("s") and known(token.text)
+    """"Cups", "Blues", "Settings": tagged plural and an English word once singular; never one person."""
+    w = token.lower_
+    if token.tag_ not in {"NNS", "NNPS"} or not w.endswith("s"):
+        return False
+    words = lexicon()  # the singular must be a noun: "Nicholas", "Lucas" are not plurals
+    return any(w.endswith(suffix) and w[: -len(suffix)] + repl in words
+               for suffix, repl in (("ies", "y"), ("es", ""), ("s", "")))
 
 
-def _runs(doc: Doc, cased: bool) -> list[list[Token]]:
+def _runs(doc: Doc, text: str, cased: bool) -> list[list[Token]]:
     """Maximal runs of proper nouns on one line, joined by single spaces (particles allowed inside)."""
     runs: list[list[Token]] = []
     current: list[Token] = []
@@ -119,7 +98,7 @@ def _runs(doc: Doc, cased: bool) -> list[list[Token]]:
         shaped = bool(_NAME_WORD.fullmatch(token.text)) and (not cased or token.text[0].isupper())
         # mid-sentence, a capitalised word English does not know is a proper noun whatever its tag
         # ("the Takuda novel": JJ)
-        unknown_inside = (cased and shaped and not token.is_stop and not _opens_sentence(doc, token)
+        unknown_inside = (cased and shaped and not token.is_stop and not opens_sentence(text, token.idx)
                           and not common(token.text))
         # without capitals, a word people write capitalised ("carol", "smith") is a proper noun too
         truecased = not cased and shaped and token.lower_ in capitalised() and not token.is_stop
@@ -163,10 +142,9 @@ def _acronym(word: str) -> bool:
     return len(word) >= 2 and word.isupper()
 
 
-def _is_label(doc: Doc, token: Token) -> bool:
+def _is_label(text: str, token: Token) -> bool:
     """"Phone:" in a flattened form is a field label, not part of a name."""
-    nxt = doc[token.i + 1] if token.i + 1 < len(doc) else None
-    return nxt is not None and nxt.text.startswith(":") and common(token.text)
+    return field_label_at(text, token.idx + len(token)) and common(token.text)
 
 
 @functools.lru_cache(maxsize=256)
@@ -199,30 +177,52 @@ def _previous_word(doc: Doc, token: Token) -> str:
     return doc[i].lower_ if i >= 0 else ""
 
 
-def _opens_sentence(doc: Doc, token: Token) -> bool:
-    before = doc[token.i - 1] if token.i else None
-    return (before is None or before.text in {".", "!", "?", ":", '"', "“"} or "\n" in before.whitespace_
-            or before.is_space)
-
-
-def _subject_name(doc: Doc, run: list[Token], label: str, cased: bool) -> bool:
+def _subject_name(doc: Doc, text: str, run: list[Token], label: str, cased: bool) -> bool:
     """One known word that opens a sentence, acts and is then referred to as a person ("Regina is very
     reliable. You can depend on her", "Lucas had given Mary his address"): a name, whatever the
     recogniser typed it, unless a date or an amount. "Siemens opened offices" has no "he" or "she"."""
-    if len(run) != 1 or label in _NOT_NAMES or not cased:
-        return False
     token = run[0]
+    if len(run) != 1 or label in _NOT_NAMES or not (cased or token.lower_ in capitalised()):
+        return False
     nxt = doc[token.i + 1] if token.i + 1 < len(doc) else None
-    if not (_opens_sentence(doc, token) and nxt is not None and (nxt.tag_.startswith("VB") or nxt.tag_ == "MD")):
+    if not (opens_sentence(text, token.idx) and nxt is not None and (nxt.tag_.startswith("VB") or nxt.tag_ == "MD")):
         return False
     # A person is spoken of as one ("... depend on him", "given Stacy his address"); "Sluice watches a folder" is not.
     return any(t.lower_ in _PERSONAL_PRONOUNS for t in doc[token.i + 1 : token.i + 25])
 
 
+def _named_midway(doc: Doc, text: str, run: list[Token], label: str, cased: bool) -> bool:
+    """One English word the tagger calls a proper noun in mid-sentence, untyped by the recogniser,
+    right after a verb or "to"/"with" ("Is Ruby in?", "I spoke to Amber"), is a name; "the Library",
+    "as Director of", "Big Science", "Cataloging Rules" are not."""
+    token = run[0]
+    if len(run) != 1 or label or not cased or token.tag_ != "NNP" or opens_sentence(text, token.idx):
+        return False
+    before = doc[token.i - 1]
+    nxt = doc[token.i + 1] if token.i + 1 < len(doc) else None
+    return (((before.tag_.startswith("VB") and before.tag_ not in {"VBG", "VBN"}) or before.lower_ in {"to", "with"})
+            and (nxt is None or not nxt.is_title))
+
+
+def _subjects(doc: Doc, text: str, taken: set[int], cased: bool) -> list[tuple[int, int, float]]:
+    """Sentence openers the tagger did not call proper nouns ("Oline is very reliable. You can depend
+    on him": NN) that act and are then spoken of as a person; not a word of the dictionary ("Water
+    flows downhill, he said")."""
+    found = []
+    words = lexicon()
+    for token in doc:
+        if (token.i not in taken and not token.is_stop and token.lower_ not in words and _NAME_WORD.fullmatch(token.text)
+                and (token.is_title or not cased) and opens_sentence(text, token.idx)):
+            label = token.ent_type_ if token.ent_iob_ != "O" else ""
+            if _subject_name(doc, text, [token], label, cased):
+                found.append((token.idx, token.idx + len(token), 0.5))
+    return found
+
+
 def person_runs(doc: Doc, text: str, cased: bool) -> list[tuple[int, int, float]]:
     """(start, end, score) of proper-noun runs judged to be people (``text`` is ``doc.text``, which
     spaCy rebuilds on every access)."""
-    runs = [run for run in _runs(doc, cased) if not (cased and _title_case_line(text, run) and
+    runs = [run for run in _runs(doc, text, cased) if not (cased and _title_case_line(text, run) and
                                                       any(common(t.text) for t in run))]
     places = {_surface(run) for run in runs if _previous_word(doc, run[0]) in _LOCATIVE}
     ents = [(e.start_char, e.end_char, e.label_) for e in doc.ents] if runs else []  # Span objects cost
@@ -230,7 +230,7 @@ def person_runs(doc: Doc, text: str, cased: bool) -> list[tuple[int, int, float]
     seeds: list[int] = []
     labels: dict[int, str] = {}
     for run in runs:
-        while run and _is_label(doc, run[-1]):
+        while run and _is_label(text, run[-1]):
             run = run[:-1]
         if not run:
             continue
@@ -248,7 +248,7 @@ def person_runs(doc: Doc, text: str, cased: bool) -> list[tuple[int, int, float]
             continue
         unknown = [t for t in words if not (known(t.text) if label else common(t.text))]
         if not unknown:
-            if _subject_name(doc, run, label, cased):
+            if _subject_name(doc, text, run, label, cased) or _named_midway(doc, text, run, label, cased):
                 found.append((start, end, 0.5))
             continue
         if label in _NOT_NAMES:
@@ -268,42 +268,42 @@ def person_runs(doc: Doc, text: str, cased: bool) -> list[tuple[int, int, float]
         else:
             continue
         found.append((start, end, score))
+    found += _subjects(doc, text, {t.i for run in runs for t in run}, cased)
     people = {start for start, _, _ in found} | set(seeds)
-    places = {start for start, label in labels.items() if label in _PLACE_LABELS}
-    return found + _coordinated(text, [run for run in runs if run[0].idx not in places], people)
+    typed_places = {start for start, label in labels.items() if label in _PLACE_LABELS}
+    listed = [run for run in runs if _surface(run) not in places]  # "in Paris and London" stay
+    return found + _coordinated(text, listed, people, typed_places)
 
 
-def _coordinated(text: str, runs: list[list[Token]], people: set[int]) -> list[tuple[int, int, float]]:
+def _coordinated(text: str, runs: list[list[Token]], people: set[int], places: set[int]) -> list[tuple[int, int, float]]:
     """Proper nouns listed with a person (runs starting at ``people``) are people too ("Turgeon,
-    Guerra and Ewing"); the caller leaves out places ("Iwan Roberts, Norwich")."""
-    extra: list[tuple[int, int, float]] = []
-    changed = True
-    while changed:
-        changed = False
-        for i, run in enumerate(runs):
-            start, end = run[0].idx, run[-1].idx + len(run[-1])
-            if start in people:
+    Guerra and Ewing"). A run the recogniser typed a place joins only a list with a conjunction
+    ("Schulz, Strickland and Mary Jones"), not a comma alone ("Iwan Roberts, Norwich")."""
+    lists: list[list[tuple[list[Token], str]]] = []  # each run of a list with the gap before it
+    for run in runs:
+        if lists:
+            last = lists[-1][-1][0][-1]
+            gap = text[last.idx + len(last) : run[0].idx]
+            if _LIST_GAP.fullmatch(gap):
+                lists[-1].append((run, gap))
                 continue
-            for j in (i - 1, i + 1):
-                if 0 <= j < len(runs) and runs[j][0].idx in people:
-                    a, b = (run, runs[j]) if j > i else (runs[j], run)
-                    gap = text[a[-1].idx + len(a[-1]) : b[0].idx]
-                    if _LIST_GAP.fullmatch(gap):
-                        people.add(start)
-                        extra.append((start, end, 0.5))
-                        changed = True
-                        break
+        lists.append([(run, "")])
+    extra: list[tuple[int, int, float]] = []
+    for members in lists:
+        if len(members) < 2 or not any(run[0].idx in people for run, _ in members):
+            continue
+        conjoined = any(gap.strip(", ") for _, gap in members)
+        for run, _ in members:
+            start = run[0].idx
+            if start not in people and (conjoined or start not in places):
+                extra.append((start, run[-1].idx + len(run[-1]), 0.5))
     return extra
 
 
-class ProperNounRecognizer(LocalRecognizer):
+class ProperNounRecognizer(Recognizer):
     """People named by proper nouns that are not English words (see the module docstring)."""
 
-    def __init__(self) -> None:
-        super().__init__(supported_entities=[PERSON], name="ProperNounRecognizer")
-
-    def load(self) -> None:  # noqa: D102 - the lexicon loads on first use
-        pass
+    ENTITIES = (PERSON,)
 
     def analyze(
         self, text: str, entities: list[str], nlp_artifacts: NlpArtifacts | None = None

@@ -13,13 +13,14 @@ and identifiers glued to letters stay.
 from __future__ import annotations
 
 import regex as re
-from presidio_analyzer import LocalRecognizer, RecognizerResult
+from presidio_analyzer import RecognizerResult
 from presidio_analyzer.nlp_engine import NlpArtifacts
 
-from pipelines.redact_base import PHONE_NUMBER, result
+from pipelines.redact_base import PHONE_NUMBER, Recognizer, result
 
 LOOSE_PHONE = re.compile(
-    r"(?<![\w+\-.])(?:(?:(?:\+|00)\d{1,3}[\s.\-]?)?(?:\(\d{1,5}\)[\s.\-]?)?\d{2,5}(?:[ .\-]\d{2,8}){1,4}|\d{7,15})"
+    r"(?<![\w+\-.])(?:(?:(?:\+|00|\(\+)\d{1,3}\)?[\s.\-]?(?:\(\d{1,5}\)[\s.\-]?)?\d{1,5}|(?:\d[ .\-])?(?:\(\d{1,5}\)[\s.\-]?)?\d{2,5})"
+    r"(?:[ .\-]\d{2,8}){1,5}|\d{7,15})"
     r"(?:\s?(?i:x|ext\.?|extension)\s?\d{1,6})?(?!\w|-\d|\.\d)"
 )
 _PHONE_CUE = re.compile(
@@ -37,29 +38,26 @@ _EXTENSION = re.compile(r"(?i)\d\s?(?:x|ext)")
 
 
 def phone_at(line: str) -> bool:
-    """A line that opens with a phone number (ends a postal block)."""
+    """A line that opens with a phone number (ends a postal block); "13 70486" is a house number and a
+    postcode, not a phone."""
     m = LOOSE_PHONE.match(line.lstrip(" \t?*•-+("))
-    return bool(m) and sum(c.isdigit() for c in m.group()) >= 7
+    return bool(m) and sum(c.isdigit() for c in m.group()) >= 7 and _shaped(m.group())
 
 
 def _shaped(value: str) -> bool:
     groups = re.findall(r"\d+", re.split(r"(?i)x|ext", value)[0])
     return (
-        value.startswith(("+", "(", "00"))
+        value.startswith(("+", "(", "00", "1 (", "1-", "1."))
         or bool(_EXTENSION.search(value) or _NANP.fullmatch(value))
         or (value.startswith("0") and len(groups) >= 2)
         or len(groups) >= 3
     )
 
 
-class LoosePhoneRecognizer(LocalRecognizer):
+class LoosePhoneRecognizer(Recognizer):
     """Phone numbers by shape or by a phone word nearby (see the module docstring)."""
 
-    def __init__(self) -> None:
-        super().__init__(supported_entities=[PHONE_NUMBER], name="LoosePhoneRecognizer")
-
-    def load(self) -> None:  # noqa: D102 - nothing to load
-        pass
+    ENTITIES = (PHONE_NUMBER,)
 
     def analyze(
         self, text: str, entities: list[str], nlp_artifacts: NlpArtifacts | None = None
