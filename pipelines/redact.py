@@ -241,7 +241,7 @@ def _clean_person(text: str, r: RecognizerResult) -> list[tuple[int, int]]:
             words
             and len(core) >= 2
             and not re.search(r"[\d/@:_<>]", core)
-            and (not cased or any(is_cap(w) for w in words))
+            and (not cased or any(is_cap(w) or (w.isalpha() and not common(w)) for w in words))  # "by rose taylor"
             and words[-1].lower().strip(".,") not in ORG_WORDS  # "Blue Fjord Ltd"
             and not TOKEN_RE.search(core)
             and any(w.lower() not in STOP for w in words)

@@ -39,7 +39,7 @@ def case_mode(text: str) -> bool:
 PERSON_FIELDS = re.compile(
     r"(?i:name|person|people|customer|client|contact|author|owner|employee|staff|user|member|patient|"
     r"manager|assignee|reporter|signed|signatory|sender|recipient|attendee|participant|student|player|"
-    r"passenger|guest|applicant|tenant|cardholder|holder|who|by|from|to|cc)"
+    r"passenger|guest|applicant|tenant|cardholder|holder|attn|attention|who|by|from|to|cc)"
 )
 """Words of a form's field or a table's column that holds people ("Customer", "Contact person")."""
 

@@ -52,6 +52,12 @@ class _Cue:
 _CUES = [
     _Cue(r"(?i:\b(?:mr|mrs|ms|miss|mx|dr|prof|sir|madam|dame|lady|lord|rev|fr)\b\.?)[ ]+", score=0.8),
     _Cue(r"(?i:\b(?:mr|mrs|ms|mx|dr|prof)\b\.?)[ ]+", score=0.8, plain=True),
+    _Cue(  # ranks and offices before a surname: "Sergeant Hale", "Judge Okafor"
+        r"\b(?:Captain|Capt|Officer|Sergeant|Sgt|Lieutenant|Lt|Colonel|Col|Corporal|Cpl|Detective|Det|"
+        r"Inspector|Judge|Senator|Governor|Mayor|Professor|Coach|Nurse|Uncle|Aunt|Auntie|Pastor|Reverend|"
+        r"Rabbi|Imam)\.?[ ]+",
+        score=0.7,
+    ),
     _Cue(
         r"(?i:(?:\b(?:my|his|her|their|your|our)|'s)[ ]+(?:(?:full|first|last|middle|maiden|"
         r"given|family|real|legal|sur)[ ]*)?name(?:[ ]+(?:is|was)|[ ]*[:?])?)[ ]+",
@@ -61,7 +67,12 @@ _CUES = [
     _Cue(rf"\b{PERSON_FIELDS.pattern}(?:[ ](?i:name|person))?[ ]*:[ ]*", score=0.7, plain=True),  # "Contact person: ..."
     _Cue(r"(?i:\b(?:calls?|called)[ ]+me|\bnamed(?:[ ]+(?:him|her|them))?|\bknown[ ]+as|\bmy[ ]+name's)[ ]+",
          plain=True),
-    _Cue(rf"(?i:\bmy[ ]+(?:{_KIN}),?)[ ]+"),
+    _Cue(rf"(?i:\b(?:{_POSSESSIVE})[ ]+(?:{_KIN}),?)[ ]+"),
+    _Cue(  # a letter's closing: "Kind regards,\nBailey Cooper"
+        r"(?i:\b(?:regards|sincerely|cheers|thanks|best|best[ ]wishes|yours(?:[ ]truly)?|warmly|respectfully|"
+        r"love|cordially),)[ ]*\n?[ ]*",
+        r"(?=[ ]*(?:\n|$))", score=0.6,
+    ),
     # "had given Tyler his address": the recipient of give/send/tell ...
     _Cue(
         r"(?i:\b(?:gave|given|give|gives|sent|send|sends|told|tell|tells|showed|show|handed|"
@@ -101,7 +112,7 @@ _CUES = [
     _Cue(
         "",
         r"(?=[ ]+(?i:lives|lived|resides|resided|was[ ]+born|grew[ ]+up|is[ ]+a[ ]+\d+[ -]year|"
-        r"passed[ ]+away|got[ ]+married|works[ ]+as)\b)",
+        r"passed[ ]+away|got[ ]+married|work(?:s|ed)[ ]+(?:as|at|for))\b)",
     ),
     _Cue(  # '"i'm glad," says péter.'
         r"(?i:\b(?:said|says|asked|asks|replied|replies|wrote|added))[ ]+", r"(?=[ ]*(?:[.!?]|$))",

@@ -101,7 +101,7 @@ def _runs(doc: Doc, text: str, cased: bool) -> list[list[Token]]:
         unknown_inside = (cased and shaped and not token.is_stop and not opens_sentence(text, token.idx)
                           and not common(token.text))
         # without capitals, a word people write capitalised ("carol", "smith") is a proper noun too
-        truecased = not cased and shaped and token.lower_ in capitalised() and not token.is_stop
+        truecased = not cased and shaped and token.tag_ != "UH" and token.lower_ in capitalised() and not token.is_stop
         proper = (token.tag_ in _PROPER or unknown_inside or truecased) and shaped and not (cased and _acronym(token.text))
         particle = current and token.lower_ in _PARTICLES and token.i + 1 < len(doc)
         joined = current and current[-1].whitespace_ == " " and "\n" not in current[-1].whitespace_
@@ -196,10 +196,12 @@ def _named_midway(doc: Doc, text: str, run: list[Token], label: str, cased: bool
     right after a verb or "to"/"with" ("Is Ruby in?", "I spoke to Amber"), is a name; "the Library",
     "as Director of", "Big Science", "Cataloging Rules" are not."""
     token = run[0]
-    if len(run) != 1 or label or not cased or token.tag_ != "NNP" or opens_sentence(text, token.idx):
+    if label or not cased or any(t.tag_ != "NNP" for t in run) or opens_sentence(text, token.idx):
         return False
     before = doc[token.i - 1]
-    nxt = doc[token.i + 1] if token.i + 1 < len(doc) else None
+    nxt = doc[run[-1].i + 1] if run[-1].i + 1 < len(doc) else None
+    if len(run) > 1:  # "The winner was Crystal Banks.": a full name after "is"/"was" ends the sentence
+        return len(run) == 2 and before.lower_ in {"is", "was"} and (nxt is None or nxt.is_punct)
     return (((before.tag_.startswith("VB") and before.tag_ not in {"VBG", "VBN"}) or before.lower_ in {"to", "with"})
             and (nxt is None or not nxt.is_title))
 

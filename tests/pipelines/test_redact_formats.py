@@ -81,6 +81,12 @@ def test_a_card_is_not_a_phone_and_a_random_run_is_not_a_card() -> None:
     ("Mason, could you check the logs?", "Mason"),
     ("I met Hunter and Mason at the station.", "Mason"),
     ("Rose called yesterday about the invoice.", "Rose"),
+    ("Sincerely,\nBailey Cooper", "Bailey Cooper"),  # the recogniser says a work of art
+    ("Cheers,\nJordan", "Jordan"),
+    ("Sergeant Hale arrived.", "Hale"),
+    ("Our tenant Bishop pays late.", "Bishop"),
+    ("Rose works at the bank.", "Rose"),
+    ("The form was signed by rose taylor.", "rose taylor"),
 ])
 def test_names_that_are_english_words_or_mistyped(redactor: Redactor, text: str, name: str) -> None:
     result = redactor.redact(text)
@@ -92,6 +98,7 @@ def test_names_that_are_english_words_or_mistyped(redactor: Redactor, text: str,
     ("hey scott, are you coming tonight?", "scott"),
     ("\"i'm glad,\" says péter.", "péter"),
     ("user: carol king", "carol king"),
+    ("tell hannah i said hi", "hannah"),
     ("inessa: \"who are you?\"\njasmine: \"i'm here\".", "jasmine"),
 ])
 def test_names_in_lower_case_chat(redactor: Redactor, text: str, name: str) -> None:
@@ -104,6 +111,7 @@ def test_names_in_lower_case_chat(redactor: Redactor, text: str, name: str) -> N
     "Cataloging Rules ad Principles\nThe present study compares the rules of two codes.",
     "Centralized Processing for Academic Libraries; the Colorado Academic Libraries Book Processing Center.",
     "Version 1.20.3045 was released.",
+    "General Motors opened a plant.",
 ])
 def test_no_name_where_there_is_none(redactor: Redactor, text: str) -> None:
     assert redactor.redact(text).text == text
