@@ -9,6 +9,11 @@ queue) every ``sweep_interval_s`` to look at events with no stage begun for ``st
 the visibility timeout) that no message carries any more, queued or delivered: each is sent again
 from its first unfinished stage, which dead-letters it with a reason if its input is gone. Running a
 stage twice is harmless (idempotent stages), so a false alarm costs only work.
+
+A worker killed whole (main process and pool) leaves its messages unacked, and kombu hands them out
+again only after the visibility timeout. Every stage records the process that runs it; once that
+worker answers again (restarted, same node name) without that process, the sweep hands its
+messages back at once.
 """
 
 from __future__ import annotations
@@ -16,7 +21,9 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import time
 from collections import Counter
+from typing import Any
 
 from schemas.events import Event
 from schemas.settings import Settings
@@ -24,10 +31,12 @@ from workers.runtime import dispatch, resources
 from workers.runtime.app import app, visibility_timeout
 from workers.runtime.config import settings
 from workers.runtime.flow import AFTER_UPSERT, ALL_QUEUES
-from workers.runtime.state import TERMINAL, State
+from workers.runtime.state import TERMINAL, State, keys
 
 log = logging.getLogger("sluice.sweep")
 UNACKED = "unacked"  # kombu's Redis transport: delivery tag -> [message, exchange, routing key]
+UNACKED_INDEX = "unacked_index"  # delivery tag -> delivered at (epoch s)
+RECLAIM_AFTER_S = 10.0  # a message delivered this long ago has begun its stage if its process lives
 LOST = "its record was lost from Redis while in flight; ingest the file again"
 
 
@@ -36,12 +45,14 @@ def stale_after(s: Settings) -> float:
 
 
 def sweep(st: State, s: Settings) -> dict[str, int]:
-    """Send every stale event on again; counts by what was done ("resent", "followups", "released", "lost")."""
+    """Hand back the messages of dead processes, send every stale event on again; counts by what was done
+    ("reclaimed", "resent", "followups", "released", "lost")."""
     done: Counter[str] = Counter()
-    stale = st.stale_in_flight(stale_after(s))
-    held = held_events(st) if stale else set()
-    for event_id in stale:
-        if event_id in held:  # waiting in a queue, running, or due again from a worker that died
+    queued, delivered = held(st)
+    if reclaimed := reclaim(st, delivered):
+        done["reclaimed"] = reclaimed
+    for event_id in st.stale_in_flight(stale_after(s)):
+        if event_id in queued or event_id in delivered:  # waiting, running, or due again from a dead worker
             continue
         info = st.event_info(event_id)
         if "event" not in info:
@@ -70,22 +81,51 @@ def sweep(st: State, s: Settings) -> dict[str, int]:
     return dict(done)
 
 
-def held_events(st: State) -> set[str]:
-    """Event ids some message still carries: queued (a queue is at most ``max_queue_depth`` long) or
-    delivered and not acked yet (kombu's ``unacked`` hash: running, waiting for a retry's countdown,
-    or held by a worker that died, which the visibility timeout brings back)."""
-    messages = [m for q in ALL_QUEUES for m in st.r.lrange(q, 0, -1)]
-    delivered = st.r.hvals(UNACKED)
-    found = set()
-    for raw, unwrap in [(m, False) for m in messages] + [(m, True) for m in delivered]:
-        try:
-            message = json.loads(raw)[0] if unwrap else json.loads(raw)
-            args = json.loads(base64.b64decode(message["body"]))[0]
-        except (ValueError, KeyError, IndexError, TypeError):
-            continue  # not a task message of ours
-        if args and isinstance(args[0], str):
-            found.add(args[0])
-    return found
+def held(st: State) -> tuple[set[str], dict[str, Any]]:
+    """Event ids some message still carries: queued (a queue is at most ``max_queue_depth`` long), and
+    delivered and not acked yet, by delivery tag (kombu's ``unacked`` hash: running, waiting for a
+    retry's countdown, or held by a worker that died, which the visibility timeout brings back)."""
+    queued = {eid for q in ALL_QUEUES for m in st.r.lrange(q, 0, -1) if (eid := _event_of(m))}
+    delivered = {eid: tag for tag, m in st.r.hgetall(UNACKED).items() if (eid := _event_of(m, unwrap=True))}
+    return queued, delivered
+
+
+def _event_of(raw: bytes | str, unwrap: bool = False) -> str | None:
+    """The event id a task message of ours carries as its first argument."""
+    try:
+        message = json.loads(raw)[0] if unwrap else json.loads(raw)
+        args = json.loads(base64.b64decode(message["body"]))[0]
+    except (ValueError, KeyError, IndexError, TypeError):
+        return None
+    return args[0] if args and isinstance(args[0], str) else None
+
+
+def reclaim(st: State, delivered: dict[str, Any]) -> int:
+    """Hand back now the messages of stages whose process is gone although its worker answers (it was
+    killed and started again): kombu would wait out the visibility timeout, as for any unacked message."""
+    since = time.time() - RECLAIM_AFTER_S
+    ids = [eid for eid, tag in delivered.items() if (st.r.zscore(UNACKED_INDEX, tag) or since) < since]
+    pipe = st.r.pipeline(transaction=False)
+    for eid in ids:
+        pipe.hmget(keys.event(eid), "status", "runner")
+    runners: dict[str, tuple[str, int]] = {}
+    for eid, (status, who) in zip(ids, pipe.execute()):
+        node, _, pid = (who or b"").decode().rpartition("/")
+        if status == b"running" and node not in ("", "-") and pid.isdigit():
+            runners[eid] = (node, int(pid))
+    if not runners:
+        return 0
+    stats = app.control.inspect(destination=sorted({n for n, _ in runners.values()}), timeout=1.0).stats() or {}
+    alive = {node: {s.get("pid"), *s.get("pool", {}).get("processes", [])} for node, s in stats.items()}
+    dead = [eid for eid, (node, pid) in runners.items() if node in alive and pid not in alive[node]]
+    if dead:
+        with app.connection_for_write() as conn:
+            qos = conn.default_channel.qos
+            for eid in dead:
+                log.warning("event %s: the process running it (%s) is gone; handing its message back now",
+                            eid, "/".join(map(str, runners[eid])))
+                qos.restore_by_tag(delivered[eid])
+    return len(dead)
 
 
 def _resend(st: State, stage: str, event_id: str, kwargs: dict[str, float]) -> None:

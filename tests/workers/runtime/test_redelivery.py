@@ -32,7 +32,8 @@ NODE = "pipeline@test"
 
 @pytest.fixture(scope="module")
 def sluice(tmp_path_factory):
-    s = Sluice(tmp_path_factory.mktemp("redelivery"), task_time_limit_s=str(TASK_TIME_LIMIT_S), retry_backoff_s="0.5")
+    s = Sluice(tmp_path_factory.mktemp("redelivery"), task_time_limit_s=str(TASK_TIME_LIMIT_S), retry_backoff_s="0.5",
+               sweep_interval_s="2")  # beat runs only in the second test
     try:
         s.start_workers()
         yield s
@@ -77,18 +78,13 @@ def _group(pgid: int) -> list[psutil.Process]:
     return found
 
 
-def test_whole_worker_killed_mid_stage_is_redelivered_after_visibility_timeout(sluice, tmp_path):
+def _kill_worker_mid_redact(sluice, st, tmp_path):
+    """Ingest one long document in a thread, catch it in redact and SIGKILL the whole pipeline worker.
+    Returns (event id, the killed parse task, the ingest's result, the thread, when redact was seen, when
+    killed, the killed worker's command)."""
     from workers import client
-    from workers.runtime.app import app
     from workers.runtime.config import settings
-    from workers.runtime.flow import ALL_QUEUES
     from workers.runtime.state import TERMINAL
-    from workers.runtime.telemetry import runs
-
-    st = client.connect(settings())
-    r = st.r
-    visibility_s = app.conf.broker_transport_options["visibility_timeout"]
-    assert visibility_s == VISIBILITY_S  # was 2 x the task limit (96 s)
 
     folder = tmp_path / "kill-all"
     folder.mkdir()
@@ -125,6 +121,23 @@ def test_whole_worker_killed_mid_stage_is_redelivered_after_visibility_timeout(s
         time.sleep(0.05)
     sluice.procs.pop("pipeline")
 
+    return event_id, task, result, ingest, seen_at, killed_at, proc.args[3:]
+
+
+def test_whole_worker_killed_mid_stage_is_redelivered_after_visibility_timeout(sluice, tmp_path):
+    from workers import client
+    from workers.runtime.app import app
+    from workers.runtime.config import settings
+    from workers.runtime.flow import ALL_QUEUES
+    from workers.runtime.state import TERMINAL
+    from workers.runtime.telemetry import runs
+
+    st = client.connect(settings())
+    r = st.r
+    visibility_s = app.conf.broker_transport_options["visibility_timeout"]
+    assert visibility_s == VISIBILITY_S  # was 2 x the task limit (96 s)
+
+    event_id, task, result, ingest, seen_at, killed_at, command = _kill_worker_mid_redact(sluice, st, tmp_path)
     info = st.event_info(event_id)
     assert (info["stage"], info["status"]) == ("redact", "running"), f"not killed mid-redact: {info}"
     held = _unacked(r, task["id"])
@@ -144,7 +157,7 @@ def test_whole_worker_killed_mid_stage_is_redelivered_after_visibility_timeout(s
     # 4. A fresh pipeline worker, started with the harness's own command. The first restore_visible sweep after
     # the timeout (in practice the fresh worker's own, run once when its consumer connects) requeues the
     # expired message; kombu's periodic sweeps come only every ~100 s. The test publishes nothing.
-    sluice.start("pipeline", *proc.args[3:])
+    sluice.start("pipeline", *command)
     sluice.wait_for_workers({NODE})
     fresh = {p.pid for p in psutil.Process(sluice.procs["pipeline"].pid).children(recursive=True)}
     deadline = time.monotonic() + 60
@@ -184,3 +197,42 @@ def test_whole_worker_killed_mid_stage_is_redelivered_after_visibility_timeout(s
     print(f"redelivered {redelivered[1] - delivered_at:.1f}s after the first delivery "
           f"(redact seen {seen_at - delivered_at:.1f}s, killed {killed_at - delivered_at:.1f}s after it; "
           f"visibility timeout {visibility_s}s)")
+
+
+def test_a_restarted_worker_gets_the_work_of_its_killed_process_back_before_the_visibility_timeout(sluice, tmp_path):
+    """The in-flight sweep (workers/runtime/sweep.py) sees that the worker answers again without the
+    process its stage ran in, and hands the message back at once instead of waiting out the timeout."""
+    from workers import client
+    from workers.runtime.app import app
+    from workers.runtime.config import settings
+
+    st = client.connect(settings())
+    visibility_s = app.conf.broker_transport_options["visibility_timeout"]
+    sluice.start("beat", "beat")
+    try:
+        event_id, task, result, ingest, seen_at, killed_at, command = _kill_worker_mid_redact(sluice, st, tmp_path)
+        held = _unacked(st.r, task["id"])
+        assert held, "the killed worker's message is not unacked"
+        delivered_at = held[1]
+        sluice.start("pipeline", *command)
+        sluice.wait_for_workers({NODE})
+        restarted_at = time.time()
+        deadline = time.monotonic() + 60
+        while not (again := _active(NODE, event_id)):
+            assert time.monotonic() < deadline, f"not handed back: {st.event_info(event_id)}\n{sluice.log('query')[-3000:]}"
+            time.sleep(0.2)
+        seen_again_at = time.time()
+        back_s = seen_again_at - delivered_at
+        assert again["id"] == task["id"] and again["delivery_info"]["redelivered"] is True, again
+        assert back_s < visibility_s - 10, f"came back after {back_s:.0f}s, visibility timeout {visibility_s}s"
+        assert "handing its message back now" in sluice.log("query")
+
+        ingest.join(120)
+        assert not ingest.is_alive(), f"ingest still waiting: {st.event_info(event_id)}"
+        report = result["r"]
+        assert report.indexed == 1 and report.failed == [], report
+        assert client.ask("ping")["chunks"] == sum(d["chunks"] for d in client.manifest(None).values())  # no copies
+        print(f"running again {back_s:.1f}s after the first delivery, {seen_again_at - killed_at:.1f}s after the kill "
+              f"(worker up again {restarted_at - killed_at:.1f}s after it; visibility timeout {visibility_s}s)")
+    finally:
+        sluice.stop("beat")

@@ -6,8 +6,11 @@ atomically), so a late copy of an event can never set a finished one back to run
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Any
+
+from celery import current_task
 
 from schemas.events import Event
 from workers.runtime.flow import ENTRY, STEPS, route
@@ -17,18 +20,24 @@ from workers.runtime.state.base import TERMINAL, Base, Expired, as_fields
 FOLLOWUP_ARTIFACTS = ("followup", "graphcontrib")  # kept from upsert until the last follow-up ends
 # A stage's progress mark, written only while its event is unfinished (checked and set atomically, so a
 # late copy of an event can never set a finished one back to running); returns {latest event of the doc, marked}.
-# The mark also moves the event's time in the in-flight set to now: the sweep (workers/runtime/sweep.py)
-# reads that time as the event's last sign of life.
+# The mark also names the process running the stage ("<worker node>/<pid>") and moves the event's time in
+# the in-flight set to now: the sweep (workers/runtime/sweep.py) reads them as the event's last sign of life.
 _PROGRESS = """
 local status = redis.call('HGET', KEYS[1], 'status')
 local latest = redis.call('GET', KEYS[2])
-for i = 4, #ARGV do
+for i = 5, #ARGV do
   if status == ARGV[i] then return {latest, 0} end
 end
-redis.call('HSET', KEYS[1], 'stage', ARGV[1], 'status', 'running')
+redis.call('HSET', KEYS[1], 'stage', ARGV[1], 'status', 'running', 'runner', ARGV[4])
 redis.call('ZADD', KEYS[3], 'XX', ARGV[2], ARGV[3])
 return {latest, 1}
 """
+
+
+def runner() -> str:
+    """This process as the sweep can ask after it: its Celery worker node and its pid."""
+    request = getattr(current_task, "request", None)
+    return f"{getattr(request, 'hostname', None) or '-'}/{os.getpid()}"
 
 
 class Events(Base):
@@ -144,7 +153,7 @@ class Events(Base):
             memo["event"] = Event.model_validate_json(raw[0])
         event: Event = memo["event"]
         latest, marked = self._progress(keys=[keys.event(event_id), keys.latest_event(event.doc_id), keys.IN_FLIGHT],
-                                        args=[stage, time.time(), event_id, *sorted(TERMINAL)])
+                                        args=[stage, time.time(), event_id, runner(), *sorted(TERMINAL)])
         if not marked:
             return "duplicate"  # a late copy of a finished event: only re-admission (reset_event) reopens it
         return event if latest is None or latest.decode() == event_id else "superseded"
