@@ -17,7 +17,7 @@ from schemas.events import Action, Event
 from schemas.settings import Settings
 from workers.ingress.admission import Ingress
 from workers.ingress.files import ignored
-from workers.runtime.logsafe import escaped
+from workers.runtime.logsafe import escaped, shown
 from workers.sources.s3 import _guarded, client, etag_of, key_problem, object_event, s3_source, split_url
 
 log = logging.getLogger("sluice.s3")
@@ -68,7 +68,7 @@ class S3Watcher:
                 if problem:
                     if raw not in self.refused:
                         self.refused.add(raw)
-                        log.warning("refused object key '%s' in s3://%s: %s", escaped(raw[:200]), self.bucket, problem)
+                        log.warning("refused object key %s in s3://%s: %s", shown(raw), self.bucket, problem)
                     continue
                 if key.endswith("/") or ignored(PurePosixPath(key)):
                     continue  # folder markers, hidden files, upload temporaries
@@ -85,7 +85,7 @@ class S3Watcher:
             try:
                 event = object_event(self.ingress.st, self.client, self.bucket, key, etag, self.tenant, self.max_bytes)
             except TransientError as exc:
-                log.warning("%s: %s; will retry on the next poll", escaped(key), escaped(str(exc)))
+                log.warning("%s: %s; will retry on the next poll", shown(key), escaped(str(exc)))
                 previous = before.get(key)
                 if previous is None:
                     known.pop(key, None)  # looks new again next time
@@ -116,7 +116,7 @@ class S3Watcher:
 
     def _submit(self, event: Event) -> int:
         _, outcome = self.ingress.submit(event)  # waits while the pipeline is full
-        log.info("%s %s: %s", event.action.value, escaped(event.key), outcome)
+        log.info("%s %s: %s", event.action.value, shown(event.key), outcome)
         return 1
 
     def run(self, indexed: dict[str, dict[str, Any]]) -> None:

@@ -21,7 +21,7 @@ from watchdog.observers import Observer
 from schemas.events import Action, Event
 from workers.ingress.admission import Ingress
 from workers.ingress.files import folder_events, ignored
-from workers.runtime.logsafe import escaped
+from workers.runtime.logsafe import escaped, shown
 from workers.sources.folder import folder_source
 
 log = logging.getLogger("sluice.watch")
@@ -83,7 +83,7 @@ class FolderWatcher:
 
     def _submit(self, event: Event) -> None:
         _, outcome = self.ingress.submit(event)
-        log.info("%s %s: %s", event.action.value, escaped(event.key), outcome)
+        log.info("%s %s: %s", event.action.value, shown(event.key), outcome)
 
     def run(self, indexed: dict[str, dict]) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
