@@ -19,8 +19,8 @@ from presidio_analyzer.nlp_engine import NlpArtifacts
 from pipelines.redact_base import PHONE_NUMBER, Recognizer, result
 
 LOOSE_PHONE = re.compile(
-    r"(?<![\w+\-.])(?:(?:(?:\+|00|\(\+)\d{1,3}\)?[\s.\-]?(?:\(\d{1,5}\)[\s.\-]?)?\d{1,5}|(?:\d[ .\-])?(?:\(\d{1,5}\)[\s.\-]?)?\d{2,5})"
-    r"(?:[ .\-]\d{2,8}){1,5}|\d{7,15})"
+    r"(?<![\w+\-.])(?:(?:\+|00|\(\+)\d{1,3}\)?[\s.\-]?(?:\(\d{1,5}\)[\s.\-]?)?\d{1,12}(?:[ ./\-]\d{2,8}){0,5}"
+    r"|(?:\d[ .\-])?(?:\(\d{1,5}\)[\s.\-]?)?\d{2,5}(?:[ ./\-]\d{2,8}){1,5}|\d{7,15})"
     r"(?:\s?(?i:x|ext\.?|extension)\s?\d{1,6})?(?!\w|-\d|\.\d)"
 )
 _PHONE_CUE = re.compile(

@@ -54,6 +54,9 @@ def test_card_numbers_in_every_layout(redactor: Redactor, text: str, value: str)
     ("+55 11 91234-5678 is my WhatsApp", "+55 11 91234-5678"),
     ("You can call me on 07911 123456.", "07911 123456"),
     ("My phone number is +1-202-555-0173 ext. 12", "+1-202-555-0173 ext. 12"),
+    ("phone:+12025550173", "+12025550173"),
+    ("Call +44(0)2079460958", "+44(0)2079460958"),
+    ("Tel: 030/901820", "030/901820"),
 ])
 def test_phone_numbers_of_many_regions(redactor: Redactor, text: str, value: str) -> None:
     result = redactor.redact(text)
@@ -112,6 +115,7 @@ def test_names_in_lower_case_chat(redactor: Redactor, text: str, name: str) -> N
     "Centralized Processing for Academic Libraries; the Colorado Academic Libraries Book Processing Center.",
     "Version 1.20.3045 was released.",
     "General Motors opened a plant.",
+    "ISBN 978-3-16-148410-0 covers pages 1200-1350 of the 2023/2024 season; ratio 1/25000.",
 ])
 def test_no_name_where_there_is_none(redactor: Redactor, text: str) -> None:
     assert redactor.redact(text).text == text
