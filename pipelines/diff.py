@@ -38,4 +38,4 @@ def plan(
             continue
         seen.add(c.hash)
         (reuse if c.hash in reusable and not force else embed).append(c.position)
-    return ChunkPlan(embed=embed, reuse=reuse, delete=sorted(set(indexed) - current))
+    return ChunkPlan(embed=embed, reuse=reuse, delete=sorted(set(indexed) - current), space=space)

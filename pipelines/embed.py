@@ -3,11 +3,11 @@
 The model is loaded on first use, in the process that uses it: never at import
 and never in a forking parent (torch state does not survive fork well).
 
-Two runtimes behind one interface: onnxruntime on CPU (the default: about twice
-as fast, vectors within 1e-5 cosine of torch's; see ``pipelines.onnx_model``)
-and torch (CUDA when present, or when asked for). ``onnx-int8`` is opt-in: about
-twice as fast again, with no retrieval loss measured on CISI, but other vectors:
-a vector space of its own (see ``vector_space``).
+Two runtimes behind one interface: onnxruntime on CPU and torch (CUDA when
+present, or when asked for). ``auto`` is torch on a CUDA device and otherwise the
+int8 graph (``onnx-int8``): about four times less CPU than torch with the same
+retrieval measured on CISI, but vectors of its own (see ``vector_space``).
+``onnx`` runs the fp32 graph, within 1e-5 cosine of torch's (``pipelines.onnx_model``).
 """
 
 from __future__ import annotations
@@ -28,14 +28,31 @@ from pipelines import (
 DIMENSIONS = 384
 MAX_TOKENS = 254  # 256-piece window minus [CLS] and [SEP]
 Backend = Literal["auto", "torch", "onnx", "onnx-int8"]
+Runtime = Literal["torch", "onnx", "onnx-int8"]  # what ``auto`` resolves to on this machine
 BACKENDS: tuple[str, ...] = get_args(Backend)
 SPACE = "all-MiniLM-L6-v2"  # torch and fp32 onnxruntime: the same vectors within 1e-5
 log = logging.getLogger("sluice.embed")
 
 
+def resolve(backend: Backend) -> Runtime:
+    """``auto``: torch on a CUDA device, else the int8 graph."""
+    if backend != "auto":
+        return backend
+    return "torch" if _cuda() else "onnx-int8"
+
+
 def vector_space(backend: Backend) -> str:
     """Which vectors a backend writes. Chunks written in another space are embedded again, not reused."""
-    return f"{SPACE}-int8" if backend == "onnx-int8" else SPACE
+    return f"{SPACE}-int8" if resolve(backend) == "onnx-int8" else SPACE
+
+
+def backend_of(space: str) -> Runtime:
+    """The runtime that writes ``space`` here (fp32 vectors: onnxruntime, or torch on a CUDA device)."""
+    if space == f"{SPACE}-int8":
+        return "onnx-int8"
+    if space == SPACE:
+        return "torch" if _cuda() else "onnx"
+    raise ValueError(f"unknown vector space {space!r}")
 
 
 def model_path() -> str:
@@ -47,8 +64,8 @@ def model_path() -> str:
 class Embedder:
     """Batched, normalised sentence embeddings.
 
-    ``auto`` picks torch on CUDA and onnxruntime on CPU, falling back to torch
-    (with a warning) if the ONNX graph cannot be exported here.
+    The fp32 graph falls back to torch (same vectors, with a warning) if it cannot be
+    exported here; the int8 graph never does (torch would write another space).
     """
 
     def __init__(
@@ -57,8 +74,8 @@ class Embedder:
         if backend not in BACKENDS:
             raise ValueError(f"unknown embedding backend {backend!r}: use {', '.join(BACKENDS)}")
         self.batch_size = batch_size
-        self.requested = backend
-        self.space = vector_space(backend)
+        self.requested: Runtime = resolve(backend)
+        self.space = vector_space(self.requested)
         self.threads = threads
         self.cache = cache or onnx_model.default_cache()
         self._lock = threading.Lock()
@@ -77,7 +94,7 @@ class Embedder:
 
     @cached_property
     def backend(self) -> Literal["torch", "onnx"]:
-        if self.requested == "torch" or (self.requested == "auto" and _cuda()):
+        if self.requested == "torch":
             return "torch"
         return "onnx" if self._onnx is not None else "torch"
 
@@ -95,7 +112,7 @@ class Embedder:
                     path.unlink(missing_ok=True)
                     return onnx_model.OnnxEncoder(self._graph(), threads=self.threads or 0)
         except Exception as exc:
-            if self.requested != "auto":
+            if self.requested == "onnx-int8":
                 raise
             log.warning("onnxruntime unavailable (%s: %s); embedding with torch", type(exc).__name__, exc)
             return None
@@ -163,6 +180,9 @@ class Embedder:
 
 
 def _cuda() -> bool:
+    """A CUDA device torch can use (torch is not even imported on a machine without an NVIDIA driver)."""
+    if not Path("/proc/driver/nvidia/version").exists():
+        return False
     import torch
 
-    return torch.cuda.is_available()
+    return bool(torch.cuda.is_available())

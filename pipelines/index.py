@@ -30,7 +30,8 @@ from typing import Any, Literal, Protocol
 import numpy as np
 
 from pipelines.failpoints import failpoint
-from pipelines.visibility import Change, CollectionJournal, FileJournal, Visibility
+from pipelines.records import CollectionRecord, FileRecord
+from pipelines.visibility import Change, Visibility
 
 DENSE = "dense"
 SPARSE = "bm25"
@@ -251,7 +252,7 @@ class EdgeIndex(_Versions):
             for name in DATETIME_FIELDS:
                 self.shard.update(q.UpdateOperation.create_field_index(name, q.PayloadSchemaType.Datetime))
         self._writing = threading.Lock()
-        self.visibility = Visibility(FileJournal(path.with_name(path.name + ".changes.json")))
+        self.visibility = Visibility(FileRecord(path.with_name(path.name + ".changes.json")))
         self._recover()
 
     def _filter(self, must: Where | dict[str, str] | None, kind: Kind = "chunk",  # type: ignore[no-untyped-def]
@@ -418,7 +419,7 @@ class ServerIndex(_Versions):
                     self.client.create_payload_index(collection, name, models.PayloadSchemaType.DATETIME)
         self._writing = threading.Lock()
         shared = url != ":memory:"  # other query workers may read the same server
-        self.visibility = Visibility(CollectionJournal(self.client, models, f"{collection}-changes"),
+        self.visibility = Visibility(CollectionRecord(self.client, models, f"{collection}-changes"),
                                      grace_s=1.0 if shared else 0.0, shared=shared)
         self._recover()
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
 import numpy as np
 
+from pipelines.diff import plan, unchanged
 from pipelines.embed import SPACE
 from pipelines.index import SCHEMA_VERSION, Index, IndexPoint
 from pipelines.lexical import Bm25Encoder
@@ -101,3 +103,16 @@ def apply_plan(
         payload = _payload(c, meta, now) | {"created_at": before.get("created_at", now)}
         points.append(IndexPoint(c.doc_id, c.hash, vector, bm25.document(c.text), payload, meta.version))
     index.write_version(chunks[0].doc_id, points)
+
+
+def index_version(index: Index, chunks: list[Chunk], meta: DocumentMeta, embed: Callable[[list[str]], np.ndarray],
+                  bm25: Bm25Encoder, force: bool = False) -> int:
+    """Plan, embed and write one version of a document into ``index`` (a generation other than the live
+    one, whose plan the stages already made); returns the chunks embedded."""
+    indexed = index.chunk_hashes(chunks[0].doc_id) if chunks else {}
+    chunk_plan = plan(chunks, indexed, force=force, space=meta.vectors)
+    if unchanged(chunk_plan, indexed, meta.version):
+        return 0
+    by_pos = {c.position: c for c in chunks}
+    apply_plan(index, chunks, chunk_plan, embed([by_pos[p].text for p in chunk_plan.embed]), bm25, meta)
+    return len(chunk_plan.embed)

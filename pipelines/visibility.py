@@ -14,16 +14,14 @@ go): nothing invisible is left behind.
 
 from __future__ import annotations
 
-import json
-import os
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
+
+from pipelines.records import Record
 
 
 @dataclass(frozen=True)
@@ -46,45 +44,23 @@ class Change:
         return cls(raw["doc_id"], frozenset(raw["fresh"]), frozenset(raw["stale"]), bool(raw["flipped"]))
 
 
-class Journal(Protocol):
-    def load(self) -> dict[str, Change]: ...
-    def save(self, changes: dict[str, Change]) -> None: ...
-
-
-class FileJournal:
-    """Changes in flight as one JSON file, replaced atomically (write, fsync, rename)."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-
-    def load(self) -> dict[str, Change]:
-        if not self.path.exists():
-            return {}
-        return {raw["doc_id"]: Change.of(raw) for raw in json.loads(self.path.read_text())}
-
-    def save(self, changes: dict[str, Change]) -> None:
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        with tmp.open("w") as out:
-            json.dump([c.as_json() for c in changes.values()], out)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, self.path)
-
-
 class Visibility:
     """The hidden point ids of the changes in flight, and the readers that may still see the old ones."""
 
-    def __init__(self, journal: Journal, grace_s: float = 0.0, shared: bool = False) -> None:
+    def __init__(self, journal: Record, grace_s: float = 0.0, shared: bool = False) -> None:
         self.journal = journal
         # A Qdrant server may have readers in other processes: they read the journal at every read
         # (``shared``), and the old points outlive the flip by ``grace_s`` for the reads they began before it.
         self.grace_s = grace_s
         self.shared = shared
-        self._changes = journal.load()
+        self._changes = self._load()
         self._hidden = self._union()
         self._cond = threading.Condition()
         self._epoch = 0
         self._readers: dict[int, int] = {}
+
+    def _load(self) -> dict[str, Change]:
+        return {raw["doc_id"]: Change.of(raw) for raw in self.journal.load() or []}
 
     def _union(self) -> frozenset[str]:
         return frozenset().union(*(c.hidden() for c in self._changes.values()))
@@ -97,7 +73,7 @@ class Visibility:
     @contextmanager
     def reading(self) -> Iterator[frozenset[str]]:
         """The ids a read must leave out; the read counts as running until the block ends."""
-        elsewhere = frozenset().union(*(c.hidden() for c in self.journal.load().values())) if self.shared else frozenset()
+        elsewhere = frozenset().union(*(c.hidden() for c in self._load().values())) if self.shared else frozenset()
         with self._cond:
             epoch, hidden = self._epoch, self._hidden | elsewhere
             self._readers[epoch] = self._readers.get(epoch, 0) + 1
@@ -115,7 +91,7 @@ class Visibility:
             self._changes.pop(doc_id, None)
         else:
             self._changes[doc_id] = change
-        self.journal.save(self._changes)
+        self.journal.save([c.as_json() for c in self._changes.values()])
         self._hidden = self._union()
 
     def begin(self, change: Change) -> None:
@@ -143,27 +119,3 @@ class Visibility:
     def end(self, doc_id: str) -> None:
         with self._cond:
             self._set(None, doc_id)
-
-
-class CollectionJournal:
-    """Changes in flight as payload-only points of a small collection beside the chunks' (any process reads it)."""
-
-    def __init__(self, client: Any, models: Any, name: str) -> None:
-        self.client, self.m, self.name = client, models, name
-        if not client.collection_exists(name):
-            client.create_collection(name, vectors_config=models.VectorParams(size=1, distance=models.Distance.DOT))
-
-    def _id(self, doc_id: str) -> str:
-        return str(uuid.uuid5(uuid.NAMESPACE_URL, f"sluice-change:{doc_id}"))
-
-    def load(self) -> dict[str, Change]:
-        records, _ = self.client.scroll(self.name, limit=10_000, with_payload=True)
-        return {r.payload["doc_id"]: Change.of(r.payload) for r in records}
-
-    def save(self, changes: dict[str, Change]) -> None:
-        gone = [self._id(doc_id) for doc_id in self.load() if doc_id not in changes]
-        if changes:
-            self.client.upsert(self.name, [self.m.PointStruct(id=self._id(c.doc_id), vector=[0.0], payload=c.as_json())
-                                           for c in changes.values()])
-        if gone:
-            self.client.delete(self.name, points_selector=self.m.PointIdsList(points=gone))

@@ -51,3 +51,4 @@ class ChunkPlan(BaseModel):
     embed: list[int]  # positions of chunks whose hash is new
     reuse: list[int]  # positions whose hash is already indexed
     delete: list[str]  # chunk hashes indexed before that vanished
+    space: str = ""  # the vector space (index generation) the plan was made against

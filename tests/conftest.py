@@ -75,11 +75,22 @@ def sluice(tmp_path_factory):
     running.close()
 
 
+@pytest.fixture(scope="module")
+def fp32_sluice(tmp_path_factory):
+    """A private sluice whose index is built with the fp32 embedder (``SLUICE_EMBED_BACKEND=onnx``)."""
+    from harness import Sluice
+
+    running = Sluice(tmp_path_factory.mktemp("fp32"), embed_backend="onnx")
+    running.start_workers()
+    yield running
+    running.close()
+
+
 @pytest.fixture(scope="session")
 def embedder():
     from pipelines.embed import Embedder
 
-    return Embedder()
+    return Embedder(backend="onnx")  # the fp32 reference the tests compare against (the default is int8)
 
 
 @pytest.fixture(scope="session")

@@ -144,7 +144,12 @@ def index_summary_of(state: State, doc_id: str) -> str:
     """Query worker: make the document's summary point match its stored summary (idempotent)."""
     from pipelines.summary_index import index_summary
 
-    return index_summary(resources.index(), resources.embedder(), resources.bm25(), stored_summary(state, doc_id), doc_id)
+    summary = stored_summary(state, doc_id)
+    generations = resources.generations()
+    for _, index, embedder in generations.others():
+        with generations.lock:
+            index_summary(index, embedder, resources.bm25(), summary, doc_id)
+    return index_summary(resources.index(), resources.embedder(), resources.bm25(), summary, doc_id)
 
 
 @app.task(name="sluice.summary_index")

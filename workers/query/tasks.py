@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from celery.signals import worker_ready
+
 from pipelines.errors import PermanentError
 from schemas.search import Mode, SearchRequest, tenant_refusal
 from workers.followups.graphs import graphs
@@ -37,6 +39,37 @@ def search(request: dict[str, Any]) -> list[dict[str, Any]]:
 def document(doc_id: str) -> list[dict[str, Any]]:
     """The indexed chunks of one document, in order (payloads without vectors)."""
     return sorted(resources.index().payloads({"doc_id": doc_id}), key=lambda p: p["position"])
+
+
+@app.task(name="sluice.generation")
+def generation(op: str, params: dict[str, Any]) -> dict[str, Any]:
+    """Every `sluice generation` command, answered by the index owner; a refusal comes back as ``refused``."""
+    manager = resources.generations()
+    try:
+        if op == "list":
+            return manager.overview()
+        if op == "create":
+            return manager.create(params.get("backend") or settings().embed_backend).model_dump(mode="json")
+        if op == "compare":
+            return manager.compare(params.get("name"), int(params.get("probes") or 200))
+        if op == "switch":
+            return manager.switch(params.get("name"), bool(params.get("force")))
+        if op == "rollback":
+            return manager.rollback()
+        if op == "drop":
+            return manager.drop(str(params["name"]))
+    except ValueError as e:
+        return {"refused": str(e)}
+    return {"refused": f"unknown generation command {op!r}"}
+
+
+@worker_ready.connect
+def _open_generations(sender: Any = None, **_: Any) -> None:
+    """The index owner opens its generations at start: a half-done change is recovered, a build resumes,
+    and a live generation in another space than the configured embedder's is reported in the log."""
+    queues = {q.name for q in getattr(getattr(sender, "task_consumer", None), "queues", None) or []}
+    if "index" in queues:
+        resources.generations()
 
 
 @app.task(name="sluice.ping")

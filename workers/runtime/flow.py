@@ -65,6 +65,7 @@ SERVICES = {
     "graph_query": "query",
     "graph_communities": "query",
     "summary_tick": "summary",
+    "generation": "index",  # list, create, compare, switch, rollback, drop
 }
 
 STEPS: dict[str, Step] = {**STAGES, **FOLLOWUPS}

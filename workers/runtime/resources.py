@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING
 
 from pipelines.embed import MAX_TOKENS
 from workers.runtime.config import redis_url, settings
-from workers.runtime.state import State
+from workers.runtime.state import State, keys
+from workers.runtime.state.base import text
 
 if TYPE_CHECKING:
     from pipelines.chunk import Chunker
@@ -17,6 +18,7 @@ if TYPE_CHECKING:
     from pipelines.index import Index
     from pipelines.lexical import Bm25Encoder
     from pipelines.redact import Redactor
+    from workers.runtime.generations import Generations
 
 _lock = threading.Lock()
 
@@ -29,12 +31,22 @@ def state() -> State:
     return State.from_url(url, settings().artifact_ttl_s)
 
 
-@cache
 def embedder() -> Embedder:
+    """The embedder of the live index generation: the index owner knows it, other processes read it
+    from Redis (the index owner embeds again whatever reaches it in another space)."""
+    if _generations.cache_info().currsize:
+        return generations().live_embedder()
+    live = state().r.get(keys.LIVE_BACKEND)
+    return embedder_for(text(live) if live else settings().embed_backend)
+
+
+@cache
+def embedder_for(backend: str) -> Embedder:
     from pipelines.embed import Embedder
 
     config = settings()
-    return Embedder(batch_size=config.embed_batch_size, backend=config.embed_backend, threads=_threads(), cache=config.model_cache)
+    return Embedder(batch_size=config.embed_batch_size, backend=backend, threads=_threads(),  # type: ignore[arg-type]
+                    cache=config.model_cache)
 
 
 def _threads() -> int:
@@ -50,7 +62,8 @@ def chunker() -> Chunker:
     from pipelines.chunk import Chunker
 
     config = settings()
-    return Chunker(embedder().count_tokens, max_tokens=min(config.chunk_tokens, MAX_TOKENS), overlap=config.chunk_overlap_tokens)
+    tokens = embedder_for(settings().embed_backend).count_tokens  # one tokenizer for every generation's model
+    return Chunker(tokens, max_tokens=min(config.chunk_tokens, MAX_TOKENS), overlap=config.chunk_overlap_tokens)
 
 
 @cache
@@ -68,17 +81,17 @@ def bm25() -> Bm25Encoder:
 
 
 def index() -> Index:
-    """The index; only the query worker calls this (Edge allows one owning process)."""
+    """The live generation's index; only the query worker calls this (Edge allows one owning process)."""
+    return generations().live_index()
+
+
+def generations() -> Generations:
     with _lock:
-        return _index()
+        return _generations()
 
 
 @cache
-def _index() -> Index:
-    from pipelines.index import EdgeIndex, ServerIndex
+def _generations() -> Generations:
+    from workers.runtime.generations import Generations
 
-    config = settings()
-    if config.qdrant_url:
-        key = config.qdrant_api_key.get_secret_value() if config.qdrant_api_key else None
-        return ServerIndex(config.qdrant_url, config.collection, key)
-    return EdgeIndex(config.index_path)
+    return Generations(settings(), state(), embedder_for, bm25())

@@ -14,6 +14,7 @@ def delete(state: State, event: Event) -> None:
     index = resources.index()
     removed = index.count({"doc_id": event.doc_id})
     index.delete_document(event.doc_id)
+    resources.generations().delete_others(event.doc_id)
     state.record_deleted(event.doc_id, key=event.key, source=event.source, last_event=event.event_id)
     after_delete(state, event)  # the graph and the summary forget the document
     state.add_counter("chunks_deleted", removed)

@@ -15,6 +15,7 @@ from workers.stages.chunk import chunks_of
 def embed(state: State, event: Event) -> None:
     chunks = {c.position: c for c in chunks_of(state, event.event_id)}
     chunk_plan = ChunkPlan.model_validate_json(state.get_json("plan", event.event_id))
-    vectors = in_steps(resources.embedder().embed, [chunks[p].text for p in chunk_plan.embed])
-    state.put_vectors(event.event_id, vectors)
+    embedder = resources.embedder()
+    vectors = in_steps(embedder.embed, [chunks[p].text for p in chunk_plan.embed])
+    state.put_vectors(event.event_id, vectors, embedder.space)
     dispatch.hand_on_next("embed", event.event_id)

@@ -1,25 +1,16 @@
-"""Switching the embedding backend to int8 on a running index: no chunk keeps a vector of the other space.
+"""Configuring another embedder for an existing index never mixes vector spaces and never re-embeds silently.
 
 Real Redis, real Celery workers; the query worker (which embeds and owns the index) is restarted
-with ``SLUICE_EMBED_BACKEND=onnx-int8`` between two edits of one document.
+with ``SLUICE_EMBED_BACKEND=onnx-int8`` between two edits of one document indexed with fp32: the
+index's live generation keeps its own embedder (moving it is `sluice generation create`).
 """
 
 from __future__ import annotations
 
-import pytest
 
-from harness import Sluice
 from schemas.search import Mode, SearchRequest
 
 TOPICS = ["sand filters and backwashing", "chlorine residuals in the mains", "reservoir turnover in autumn"]
-
-
-@pytest.fixture(scope="module")
-def sluice(tmp_path_factory):
-    s = Sluice(tmp_path_factory.mktemp("switch"))
-    s.start_workers()
-    yield s
-    s.close()
 
 
 def _write(folder, edit: str) -> None:
@@ -28,7 +19,8 @@ def _write(folder, edit: str) -> None:
     (folder / "plant.txt").write_text("\n\n".join(paragraphs) + f" Revision note: {edit}.")
 
 
-def test_after_a_switch_to_int8_an_edit_embeds_every_chunk_again(sluice, tmp_path):
+def test_after_configuring_int8_the_fp32_index_keeps_its_space_and_reuses_its_chunks(fp32_sluice, tmp_path):
+    sluice = fp32_sluice
     from workers import client
     from workers.runtime.config import settings
     from workers.runtime.flow import EMBEDDED_QUERY_QUEUES
@@ -52,9 +44,10 @@ def test_after_a_switch_to_int8_an_edit_embeds_every_chunk_again(sluice, tmp_pat
     sluice.start("query", "query-worker", "--name", "query@test", "--queues", ",".join(EMBEDDED_QUERY_QUEUES))
     sluice.wait_for_workers({"query@test"})
 
-    switched = ingest("third")  # the untouched chunks hold fp32 vectors: embedded again, not reused
-    assert (switched.chunks_embedded, switched.chunks_reused) == (chunks, 0)
-    again = ingest("fourth")  # int8 chunks are reused by the int8 embedder
-    assert (again.chunks_embedded, again.chunks_reused) == (edited.chunks_embedded, edited.chunks_reused)
+    switched = ingest("third")  # the live generation embeds in its own (fp32) space: untouched chunks reused
+    assert (switched.chunks_embedded, switched.chunks_reused) == (edited.chunks_embedded, edited.chunks_reused)
+    spaces = {p["vectors"] for p in client.ask("document", (client.manifest(None).popitem()[0],))}
+    assert spaces == {"all-MiniLM-L6-v2"}
+    assert "sluice generation create --embed-backend onnx-int8" in sluice.log("query")
     hits = client.search(SearchRequest(q="how is chlorine kept in the pipes", mode=Mode.dense, k=3))
     assert hits and hits[0].key == "plant.txt" and "chlorine" in hits[0].text

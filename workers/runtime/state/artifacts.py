@@ -25,11 +25,14 @@ class Artifacts(Base):
     def kept(self, kind: str, event_id: str) -> Any:
         return self._memo(event_id).pop(f"kept:{kind}", None)
 
-    def put_vectors(self, event_id: str, vectors: np.ndarray) -> None:
+    def put_vectors(self, event_id: str, vectors: np.ndarray, space: str) -> None:
         self._put("vectors", event_id, vectors.astype(np.float32).tobytes())
+        self._put("space", event_id, space)
 
-    def get_vectors(self, event_id: str, dims: int) -> np.ndarray:
-        return np.frombuffer(self._get("vectors", event_id), dtype=np.float32).reshape(-1, dims)
+    def get_vectors(self, event_id: str, dims: int) -> tuple[np.ndarray, str]:
+        """The vectors and the space they are in (an embed worker may have used a generation switched away from)."""
+        vectors = np.frombuffer(self._get("vectors", event_id), dtype=np.float32).reshape(-1, dims)
+        return vectors, self._get("space", event_id).decode()
 
     def _put(self, kind: str, event_id: str, value: str | bytes) -> None:
         self.r.set(keys.artifact(kind, event_id), value, ex=self.ttl)
@@ -49,7 +52,7 @@ class Artifacts(Base):
         self._memo(event_id).pop(kind, None)
 
     def drop_artifacts(self, event_id: str) -> None:
-        kinds = ("redacted", "chunks", "plan", "vectors")
+        kinds = ("redacted", "chunks", "plan", "vectors", "space")
         self.r.delete(*(keys.artifact(k, event_id) for k in kinds))
         memo = self._memo(event_id)
         for k in kinds:

@@ -101,3 +101,6 @@ def graph_version(doc_id: str) -> str:
 
 def relations(token: str) -> str:
     return f"{PREFIX}relations:{token}"
+
+
+LIVE_BACKEND = f"{PREFIX}live-backend"  # the live index generation's embedding runtime, set by the index owner

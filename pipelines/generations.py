@@ -1,0 +1,121 @@
+"""Index generations: complete vector spaces side by side, one of them live.
+
+A generation is an embedding runtime and the vector space it writes, the chunking
+settings its chunks were cut with, and its own Edge shard or Qdrant collection.
+Searches use the live one. Every change of a document is written to every kept
+generation, so one being built is complete when its build ends and the one before
+stays current for a rollback. A build reads the redacted chunk texts and payloads of
+the live generation: no file is parsed or redacted again and nothing is re-chunked;
+only the vectors are new.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from typing import Literal
+
+import numpy as np
+from pydantic import BaseModel
+
+from pipelines.index import SUMMARY, Index, IndexPoint
+from pipelines.lexical import Bm25Encoder
+from pipelines.records import Record
+
+Status = Literal["building", "ready", "failed"]
+Embed = Callable[[list[str]], np.ndarray]
+
+
+class Generation(BaseModel):
+    name: str
+    backend: str  # the embedding runtime: torch, onnx or onnx-int8
+    space: str  # the vectors it writes (pipelines.embed.vector_space)
+    location: str  # an Edge shard directory, or a Qdrant collection
+    chunk_tokens: int
+    chunk_overlap: int
+    status: Status = "ready"
+    created_at: float
+    built_at: float | None = None
+    documents: int = 0  # build progress: documents to copy, and copied
+    copied: int = 0
+    embedded: int = 0  # chunks the build embedded
+    error: str = ""
+    gate: dict[str, float | bool] | None = None  # the last `compare` against the live generation
+
+
+class Registry(BaseModel):
+    """Every generation of the index and which one is live (the pointer a switch moves in one write)."""
+
+    live: str
+    previous: str | None = None
+    generations: dict[str, Generation]
+
+    @classmethod
+    def load(cls, record: Record) -> Registry | None:
+        raw = record.load()
+        return cls.model_validate(raw) if raw else None
+
+    def save(self, record: Record) -> None:
+        record.save(self.model_dump(mode="json"))
+
+    def next_name(self) -> str:
+        return f"g{1 + max((int(n[1:]) for n in self.generations if n[1:].isdigit()), default=0)}"
+
+    def kept(self) -> list[Generation]:
+        """The generations every change is written to: all but failed ones."""
+        return [g for g in self.generations.values() if g.status != "failed"]
+
+
+def copy_document(source: Index, target: Index, doc_id: str, embed: Embed, bm25: Bm25Encoder, space: str) -> int:
+    """Make ``target`` hold the version of ``doc_id`` that ``source`` holds, with vectors of ``space``;
+    returns the chunks embedded (0 when ``target`` was already current, or the document is gone)."""
+    payloads = sorted(source.payloads({"doc_id": doc_id}), key=lambda p: p.get("position", 0))
+    if not payloads:
+        target.delete_document(doc_id)
+        return 0
+    version = payloads[0]["doc_version"]
+    have = target.chunk_hashes(doc_id)
+    if {p["chunk_hash"] for p in payloads} == set(have) and all(
+            p.get("doc_version") == version and p.get("vectors") == space for p in have.values()):
+        return 0
+    vectors = embed([p["text"] for p in payloads])
+    target.write_version(doc_id, [
+        IndexPoint(doc_id, p["chunk_hash"], vector, bm25.document(p["text"]), p | {"vectors": space}, p["doc_version"])
+        for p, vector in zip(payloads, vectors)
+    ])
+    for summary in source.payloads({"doc_id": doc_id}, kind="summary"):
+        if summary.get("summary_kind") == "extractive":  # the document's own vector, as pipelines/summary_index.py
+            mean = np.mean(vectors, axis=0)
+            vector = mean / max(float(np.linalg.norm(mean)), 1e-12)
+        else:
+            vector = embed([summary["text"]])[0]
+        target.upsert([IndexPoint(doc_id, SUMMARY, vector, bm25.document(summary["text"]), summary | {"vectors": space})])
+    return len(payloads)
+
+
+def self_check(generations: Iterable[tuple[Index, Embed]], probes: list[dict], bm25: Bm25Encoder, k: int = 10
+               ) -> list[float]:
+    """For each generation, the share of ``probes`` (chunk payloads) whose own text, as a hybrid query,
+    finds its chunk in the top ``k``: the gate when no judged queries are given."""
+    rates = []
+    texts = [p["text"] for p in probes]
+    for index, embed in generations:
+        vectors = embed(texts) if texts else np.zeros((0, 1))
+        found = 0
+        for probe, vector in zip(probes, vectors):
+            hits = index.query(vector, bm25.query(probe["text"]), k)
+            found += any(h.payload.get("chunk_hash") == probe["chunk_hash"] and h.payload.get("doc_id") == probe["doc_id"]
+                         for h in hits)
+        rates.append(found / len(probes) if probes else 1.0)
+    return rates
+
+
+def started(registry: Registry, backend: str, space: str, location: str, chunk_tokens: int, chunk_overlap: int
+            ) -> Generation:
+    """Register a new generation, building."""
+    name = registry.next_name()
+    generation = Generation(name=name, backend=backend, space=space, location=location.format(name=name),
+                            chunk_tokens=chunk_tokens, chunk_overlap=chunk_overlap, status="building",
+                            created_at=time.time())
+    registry.generations[name] = generation
+    return generation

@@ -1,0 +1,75 @@
+"""Generations without a broker: the registry, copying a document into another space, the self-check gate."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from pipelines.diff import plan
+from pipelines.generations import Registry, copy_document, self_check, started
+from pipelines.index import EdgeIndex
+from pipelines.records import FileRecord
+from pipelines.upsert import DocumentMeta, apply_plan
+from schemas.documents import Element, RedactedDocument
+
+PARAS = ["Sand filters are backwashed every thirty hours.", "Chlorine keeps a residual in the network.",
+         "The brackwater sluice opens at high tide."]
+
+
+def _write(index, chunker, embedder, bm25, doc_id, paragraphs, version):  # type: ignore[no-untyped-def]
+    doc = RedactedDocument(file_type="txt", elements=[Element(text=t, section=str(i)) for i, t in enumerate(paragraphs)])
+    chunks = chunker.chunk(doc_id, doc)
+    p = plan(chunks, index.chunk_hashes(doc_id), space=embedder.space)
+    meta = DocumentMeta(source="folder:/x", key=f"{doc_id}.txt", tenant="default", file_type="txt", version=version,
+                        pii_counts={}, vectors=embedder.space)
+    apply_plan(index, chunks, p, embedder.embed([chunks[i].text for i in p.embed]), bm25, meta)
+
+
+def test_the_registry_names_generations_and_survives_a_reload(tmp_path):
+    record = FileRecord(tmp_path / "generations.json")
+    registry = Registry.model_validate({"live": "g1", "generations": {"g1": {
+        "name": "g1", "backend": "onnx", "space": "s1", "location": "/x/g1", "chunk_tokens": 256, "chunk_overlap": 32,
+        "created_at": 0.0}}})
+    made = started(registry, "onnx-int8", "s2", str(tmp_path / "{name}"), 256, 32)
+    registry.save(record)
+    again = Registry.load(record)
+    assert again is not None and made.name == "g2" and again.generations["g2"].location == str(tmp_path / "g2")
+    assert again.generations["g2"].status == "building" and [g.name for g in again.kept()] == ["g1", "g2"]
+
+
+def test_copy_writes_the_live_version_with_new_vectors_and_only_when_needed(tmp_path, chunker, embedder, bm25):
+    live, target = EdgeIndex(tmp_path / "live"), EdgeIndex(tmp_path / "target")
+    try:
+        _write(live, chunker, embedder, bm25, "water", PARAS, "v1")
+        calls: list[int] = []
+
+        def embed(texts: list[str]) -> np.ndarray:
+            calls.append(len(texts))
+            return -embedder.embed(texts)  # another space: same texts, other vectors
+
+        assert copy_document(live, target, "water", embed, bm25, "other-space") == len(PARAS)
+        copied = {p["chunk_hash"]: p for p in target.payloads({"doc_id": "water"})}
+        original = {p["chunk_hash"]: p for p in live.payloads({"doc_id": "water"})}
+        assert copied.keys() == original.keys()
+        assert all(copied[h]["text"] == original[h]["text"] and copied[h]["vectors"] == "other-space" for h in copied)
+        assert copy_document(live, target, "water", embed, bm25, "other-space") == 0 and calls == [len(PARAS)]
+        _write(live, chunker, embedder, bm25, "water", PARAS[:2] + ["The weir was raised."], "v2")
+        assert copy_document(live, target, "water", embed, bm25, "other-space") == len(PARAS)
+        assert {p["doc_version"] for p in target.payloads({"doc_id": "water"})} == {"v2"}
+        live.delete_document("water")
+        assert copy_document(live, target, "water", embed, bm25, "other-space") == 0
+        assert target.count() == 0
+    finally:
+        live.close()
+        target.close()
+
+
+def test_the_self_check_finds_each_chunk_by_its_own_text(tmp_path, chunker, embedder, bm25):
+    index = EdgeIndex(tmp_path / "live")
+    try:
+        _write(index, chunker, embedder, bm25, "water", PARAS, "v1")
+        probes = list(index.payloads())
+        same, noise = self_check([(index, embedder.embed), (index, lambda t: np.random.default_rng(1).normal(
+            size=(len(t), 384)).astype(np.float32))], probes, bm25, k=1)
+        assert same == 1.0 and noise <= same
+    finally:
+        index.close()

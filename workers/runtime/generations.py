@@ -1,0 +1,275 @@
+"""The index owner's generations (pipelines/generations.py): which index and embedder serve searches,
+where every change is written, and the builds that run beside live traffic.
+
+Only the index owner (the query worker) holds this; the other processes learn the live
+generation's embedder from Redis (``keys.LIVE_BACKEND``, published at start and at every
+switch), and the index owner embeds again whatever reaches it in another space.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import shutil
+import threading
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pipelines.embed import backend_of, resolve, vector_space
+from pipelines.generations import Generation, Registry, copy_document, self_check, started
+from pipelines.records import CollectionRecord, FileRecord, Record
+from pipelines.upsert import DocumentMeta, index_version
+from schemas.documents import Chunk
+from schemas.settings import Settings
+from workers.runtime.state import keys
+
+if TYPE_CHECKING:
+    from pipelines.embed import Embedder
+    from pipelines.index import Index
+    from pipelines.lexical import Bm25Encoder
+    from workers.runtime.state import State
+
+log = logging.getLogger("sluice.generations")
+GATE_TOLERANCE = 0.02  # a new generation may find a chunk's own text as its chunk this much less often
+PROBES = 200
+
+
+class Generations:
+    def __init__(self, config: Settings, state: State, embedder_for: Any, bm25: Bm25Encoder) -> None:
+        self.config, self.state, self.embedder_for, self.bm25 = config, state, embedder_for, bm25
+        self.lock = threading.RLock()  # one document at a time across the live write, the others and a build
+        self._indexes: dict[str, Index] = {}
+        self._stop = threading.Event()
+        self.record = self._record()
+        registry = Registry.load(self.record)
+        if registry is None:  # a new index, or one from before generations: its shard or collection is g1
+            registry = self._first()
+            registry.save(self.record)
+        self.registry = registry
+        self._publish()
+        for generation in registry.generations.values():
+            if generation.status == "building":
+                self._start_build(generation.name)
+
+    # -- opening ----------------------------------------------------------------------------------------
+
+    def _record(self) -> Record:
+        if self.config.qdrant_url:
+            first = self._open(self.config.collection)
+            return CollectionRecord(first.client, first.m, f"{self.config.collection}-generations")  # type: ignore[attr-defined]
+        return FileRecord(self.config.data_dir / "generations.json")
+
+    def _open(self, location: str) -> Index:
+        if location not in self._indexes:
+            from pipelines.index import EdgeIndex, ServerIndex
+
+            if self.config.qdrant_url:
+                key = self.config.qdrant_api_key.get_secret_value() if self.config.qdrant_api_key else None
+                self._indexes[location] = ServerIndex(self.config.qdrant_url, location, key)
+            else:
+                self._indexes[location] = EdgeIndex(Path(location))
+        return self._indexes[location]
+
+    def _first(self) -> Registry:
+        location = self.config.collection if self.config.qdrant_url else str(self.config.index_path)
+        written = next(iter(self._open(location).payloads()), {}).get("vectors")
+        space = written or vector_space(self.config.embed_backend)
+        now = time.time()
+        first = Generation(name="g1", backend=backend_of(space) if written else resolve(self.config.embed_backend),
+                           space=space, location=location, chunk_tokens=self.config.chunk_tokens,
+                           chunk_overlap=self.config.chunk_overlap_tokens, created_at=now, built_at=now)
+        return Registry(live="g1", generations={"g1": first})
+
+    def _save(self) -> None:
+        self.registry.save(self.record)
+
+    def _publish(self) -> None:
+        """Tell the embedding processes which runtime the live generation uses; say when it is not the configured one."""
+        live = self.live()
+        self.state.r.set(keys.LIVE_BACKEND, live.backend)
+        wanted = resolve(self.config.embed_backend)
+        if vector_space(wanted) != live.space:
+            log.warning("the live index generation %s holds %s vectors; the configured embedder (%s) writes %s. "
+                        "It keeps its own embedder. To move: sluice generation create --embed-backend %s, then "
+                        "sluice generation switch", live.name, live.space, wanted, vector_space(wanted), wanted)
+
+    # -- reading ----------------------------------------------------------------------------------------
+
+    def live(self) -> Generation:
+        return self.registry.generations[self.registry.live]
+
+    def live_index(self) -> Index:
+        return self._open(self.live().location)
+
+    def live_embedder(self) -> Embedder:
+        return self.embedder_for(self.live().backend)  # type: ignore[no-any-return]
+
+    def others(self) -> list[tuple[Generation, Index, Embedder]]:
+        """The kept generations besides the live one: every change is written to them too."""
+        live = self.registry.live
+        return [(g, self._open(g.location), self.embedder_for(g.backend)) for g in self.registry.kept() if g.name != live]
+
+    def mismatch(self) -> str | None:
+        """What `sluice status` says when the live generation is not in the configured embedder's space."""
+        wanted = resolve(self.config.embed_backend)
+        live = self.live()
+        if vector_space(wanted) == live.space:
+            return None
+        return (f"live generation {live.name} is {live.space} ({live.backend}); the configured embedder {wanted} writes "
+                f"{vector_space(wanted)}: sluice generation create --embed-backend {wanted} && sluice generation switch")
+
+    def overview(self) -> dict[str, Any]:
+        with self.lock:
+            out = {name: g.model_dump(mode="json") | {"chunks": self._open(g.location).count(), "live": name == self.registry.live}
+                   for name, g in self.registry.generations.items()}
+            return {"live": self.registry.live, "previous": self.registry.previous, "generations": out,
+                    "mismatch": self.mismatch()}
+
+    # -- writing every generation -------------------------------------------------------------------------
+
+    def write_others(self, chunks: list[Chunk], meta: DocumentMeta, force: bool = False) -> int:
+        embedded = 0
+        for generation, index, embedder in self.others():
+            with self.lock:
+                embedded += index_version(index, chunks, replace(meta, vectors=generation.space), embedder.embed,
+                                          self.bm25, force)
+        return embedded
+
+    def delete_others(self, doc_id: str) -> None:
+        for _, index, _ in self.others():
+            with self.lock:
+                index.delete_document(doc_id)
+
+    # -- building --------------------------------------------------------------------------------------
+
+    def create(self, backend: str) -> Generation:
+        runtime = resolve(backend)  # type: ignore[arg-type]
+        with self.lock:
+            if any(g.status == "building" for g in self.registry.generations.values()):
+                raise ValueError("a generation is being built already: wait for it, or drop it")
+            where = f"{self.config.collection}-{{name}}" if self.config.qdrant_url else str(
+                self.config.data_dir / "generations" / "{name}")
+            generation = started(self.registry, runtime, vector_space(runtime), where, self.config.chunk_tokens,
+                                 self.config.chunk_overlap_tokens)
+            self._save()
+        self._start_build(generation.name)
+        return generation
+
+    def _start_build(self, name: str) -> None:
+        threading.Thread(target=self._build, args=(name,), name=f"build-{name}", daemon=True).start()
+
+    def _yield_to_live_traffic(self) -> None:
+        """Admission control: a build waits while searches or index work are queued."""
+        for _ in range(100):
+            if self._stop.is_set() or not (self.state.r.llen("query") or self.state.r.llen("index")):
+                return
+            time.sleep(0.02)
+
+    def _build(self, name: str) -> None:
+        generation = self.registry.generations[name]
+        target, embedder = self._open(generation.location), self.embedder_for(generation.backend)
+        try:
+            for attempt in range(2):  # the second pass meets what changed in the live one meanwhile
+                docs = sorted(self.live_index().documents())
+                generation.documents, generation.copied = len(docs), 0
+                for doc_id in docs:
+                    if self._stop.is_set() or name not in self.registry.generations:
+                        return
+                    self._yield_to_live_traffic()
+                    with self.lock:
+                        generation.embedded += copy_document(self.live_index(), target, doc_id, embedder.embed,
+                                                             self.bm25, generation.space)
+                    generation.copied += 1
+                    if generation.copied % 50 == 0:
+                        self._save()
+                with self.lock:
+                    for doc_id in set(target.documents()) - set(self.live_index().documents()):
+                        target.delete_document(doc_id)
+            with self.lock:
+                generation.status, generation.built_at = "ready", time.time()
+                self._save()
+            log.info("generation %s built: %d documents, %d chunks embedded", name, generation.copied, generation.embedded)
+        except Exception as exc:
+            with self.lock:
+                generation.status, generation.error = "failed", f"{type(exc).__name__}: {str(exc)[:200]}"
+                self._save()
+            log.exception("building generation %s failed", name)
+
+    # -- the gate, the switch and the rest ------------------------------------------------------------------
+
+    def _get(self, name: str | None) -> Generation:
+        name = name or self._newest_other()
+        if name not in self.registry.generations:
+            raise ValueError(f"no generation {name!r}: see sluice generation list")
+        return self.registry.generations[name]
+
+    def _newest_other(self) -> str:
+        others = [g for g in self.registry.generations.values() if g.name != self.registry.live]
+        if not others:
+            raise ValueError("there is only the live generation: create one first")
+        return max(others, key=lambda g: g.created_at).name
+
+    def compare(self, name: str | None = None, probes: int = PROBES) -> dict[str, Any]:
+        generation = self._get(name)
+        if generation.status != "ready":
+            raise ValueError(f"generation {generation.name} is {generation.status}, not ready")
+        payloads = list(self.live_index().payloads())
+        sample = random.Random(7).sample(payloads, min(probes, len(payloads)))
+        pairs = [(self.live_index(), self.live_embedder().embed),
+                 (self._open(generation.location), self.embedder_for(generation.backend).embed)]
+        live_rate, new_rate = self_check(pairs, sample, self.bm25)
+        gate = {"probes": len(sample), "live": round(live_rate, 4), "candidate": round(new_rate, 4),
+                "passed": new_rate >= live_rate - GATE_TOLERANCE}
+        with self.lock:
+            generation.gate = gate
+            self._save()
+        return {"generation": generation.name, "against": self.registry.live, **gate}
+
+    def switch(self, name: str | None = None, force: bool = False) -> dict[str, Any]:
+        with self.lock:
+            generation = self._get(name)
+            if generation.name == self.registry.live:
+                raise ValueError(f"generation {generation.name} is live already")
+            if generation.status != "ready":
+                raise ValueError(f"generation {generation.name} is {generation.status}, not ready")
+            if not force and not (generation.gate and generation.gate.get("passed")):
+                why = "has not been compared" if not generation.gate else "failed its comparison"
+                raise ValueError(f"generation {generation.name} {why}: run sluice generation compare (or switch --force)")
+            self.registry.previous, self.registry.live = self.registry.live, generation.name
+            self._save()
+            self._publish()
+            return {"live": generation.name, "previous": self.registry.previous}
+
+    def rollback(self) -> dict[str, Any]:
+        previous = self.registry.previous
+        if not previous or previous not in self.registry.generations:
+            raise ValueError("no previous generation to go back to")
+        return self.switch(previous, force=True)
+
+    def drop(self, name: str) -> dict[str, Any]:
+        with self.lock:
+            generation = self._get(name)
+            if generation.name == self.registry.live:
+                raise ValueError(f"generation {generation.name} is live: switch to another one first")
+            del self.registry.generations[generation.name]
+            if self.registry.previous == generation.name:
+                self.registry.previous = None
+            self._save()
+            index = self._indexes.pop(generation.location, None)
+            if index is not None:
+                index.close()
+            if self.config.qdrant_url:
+                first = self._open(self.config.collection)
+                for collection in (generation.location, f"{generation.location}-changes"):
+                    first.client.delete_collection(collection)  # type: ignore[attr-defined]
+            else:
+                shutil.rmtree(generation.location, ignore_errors=True)
+                Path(generation.location + ".changes.json").unlink(missing_ok=True)
+            return {"dropped": generation.name}
+
+    def close(self) -> None:
+        self._stop.set()
+        for index in self._indexes.values():
+            index.close()
