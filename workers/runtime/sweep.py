@@ -30,12 +30,13 @@ from schemas.settings import Settings
 from workers.runtime import dispatch, resources
 from workers.runtime.app import app, visibility_timeout
 from workers.runtime.config import settings
-from workers.runtime.flow import AFTER_UPSERT, ALL_QUEUES
+from workers.runtime.flow import AFTER_UPSERT, ALL_QUEUES, FOLLOWUPS
 from workers.runtime.state import TERMINAL, State, keys
 
 log = logging.getLogger("sluice.sweep")
 UNACKED = "unacked"  # kombu's Redis transport: delivery tag -> [message, exchange, routing key]
 UNACKED_INDEX = "unacked_index"  # delivery tag -> delivered at (epoch s)
+FOLLOWUP_TASKS = {f"sluice.{name}" for name in FOLLOWUPS}
 RECLAIM_AFTER_S = 10.0  # a message delivered this long ago has begun its stage if its process lives
 LOST = "its record was lost from Redis while in flight; ingest the file again"
 
@@ -48,13 +49,14 @@ def sweep(st: State, s: Settings) -> dict[str, int]:
     """Hand back the messages of dead processes, send every stale event on again; counts by what was done
     ("reclaimed", "resent", "followups", "released", "lost")."""
     done: Counter[str] = Counter()
-    queued, delivered = held(st)
+    carried, delivered = held(st)
     if reclaimed := reclaim(st, delivered):
         done["reclaimed"] = reclaimed
     for event_id in st.stale_in_flight(stale_after(s)):
-        if event_id in queued or event_id in delivered:  # waiting, running, or due again from a dead worker
-            continue
         info = st.event_info(event_id)
+        tasks = carried.get(event_id, set())
+        if tasks and (info.get("status") not in TERMINAL or tasks & FOLLOWUP_TASKS):
+            continue  # waiting, running, or due again from a dead worker (a stage's copy of a finished one is not)
         if "event" not in info:
             st.dead_letter(event_id, "sweep", LOST)
             st.forget_in_flight(event_id)
@@ -81,23 +83,32 @@ def sweep(st: State, s: Settings) -> dict[str, int]:
     return dict(done)
 
 
-def held(st: State) -> tuple[set[str], dict[str, Any]]:
-    """Event ids some message still carries: queued (a queue is at most ``max_queue_depth`` long), and
-    delivered and not acked yet, by delivery tag (kombu's ``unacked`` hash: running, waiting for a
-    retry's countdown, or held by a worker that died, which the visibility timeout brings back)."""
-    queued = {eid for q in ALL_QUEUES for m in st.r.lrange(q, 0, -1) if (eid := _event_of(m))}
-    delivered = {eid: tag for tag, m in st.r.hgetall(UNACKED).items() if (eid := _event_of(m, unwrap=True))}
-    return queued, delivered
+def held(st: State) -> tuple[dict[str, set[str]], dict[str, Any]]:
+    """The tasks some message still carries per event: queued (a queue is at most ``max_queue_depth``
+    long) or delivered and not acked yet (kombu's ``unacked`` hash: running, waiting for a retry's
+    countdown, or held by a worker that died, which the visibility timeout brings back); and the
+    delivered ones' delivery tags by event."""
+    carried: dict[str, set[str]] = {}
+    delivered: dict[str, Any] = {}
+    messages = [(m, None) for q in ALL_QUEUES for m in st.r.lrange(q, 0, -1)]
+    for raw, tag in messages + [(m, tag) for tag, m in st.r.hgetall(UNACKED).items()]:
+        found = _carried(raw, unwrap=tag is not None)
+        if found:
+            carried.setdefault(found[0], set()).add(found[1])
+            if tag is not None:
+                delivered[found[0]] = tag
+    return carried, delivered
 
 
-def _event_of(raw: bytes | str, unwrap: bool = False) -> str | None:
-    """The event id a task message of ours carries as its first argument."""
+def _carried(raw: bytes | str, unwrap: bool = False) -> tuple[str, str] | None:
+    """(event id, task name) of a task message of ours: its first argument and its task header."""
     try:
         message = json.loads(raw)[0] if unwrap else json.loads(raw)
         args = json.loads(base64.b64decode(message["body"]))[0]
+        task = message["headers"]["task"]
     except (ValueError, KeyError, IndexError, TypeError):
         return None
-    return args[0] if args and isinstance(args[0], str) else None
+    return (args[0], task) if args and isinstance(args[0], str) else None
 
 
 def reclaim(st: State, delivered: dict[str, Any]) -> int:

@@ -81,17 +81,35 @@ def test_an_event_whose_record_is_gone_is_dead_lettered_with_a_reason(swept):
     assert letter["event_id"] == ev.event_id and "lost from Redis" in letter["error"]
 
 
+def _message(event_id: str, task: str) -> dict:
+    """A task message as kombu keeps it in a queue."""
+    import base64
+    import json
+
+    return {"body": base64.b64encode(json.dumps([[event_id], {}, {}]).encode()).decode(), "headers": {"task": task}}
+
+
 def test_an_event_a_message_still_carries_is_left_alone(swept):
     """Queued behind others, running, or held by a dead worker until the visibility timeout: not lost."""
-    import base64
     import json
 
     st, sent, sweep = swept
     queued, delivered, lost = _admitted(st, "queued.txt"), _admitted(st, "delivered.txt"), _admitted(st, "lost.txt")
-
-    def message(event_id: str) -> dict:
-        return {"body": base64.b64encode(json.dumps([[event_id], {}, {}]).encode()).decode(), "headers": {}}
-
-    st.r.lpush("parse", json.dumps(message(queued.event_id)))
-    st.r.hset("unacked", "tag", json.dumps([message(delivered.event_id), "", "parse"]))
+    st.r.lpush("parse", json.dumps(_message(queued.event_id, "sluice.parse")))
+    st.r.hset("unacked", "tag", json.dumps([_message(delivered.event_id, "sluice.parse"), "", "parse"]))
     assert sweep() == {"resent": 1} and [e for _, e, _ in sent] == [lost.event_id]
+
+
+def test_a_finished_event_held_only_by_a_stage_s_late_copy_is_followed_up(swept):
+    """The worker that finished it died before acking (its follow-ups ran in place, cut short): that copy
+    will be a duplicate when it comes back; only a follow-up's message keeps the event waiting."""
+    import json
+
+    st, sent, sweep = swept
+    cut, waiting = _admitted(st, "cut.txt"), _admitted(st, "waiting.txt")
+    for ev in (cut, waiting):
+        st.finish(ev.event_id, "done", release=False)
+        st.put_json("followup", ev.event_id, "{}")
+    st.r.hset("unacked", "t1", json.dumps([_message(cut.event_id, "sluice.diff"), "", "index"]))
+    st.r.lpush("graph", json.dumps(_message(waiting.event_id, "sluice.graph_extract")))
+    assert sweep() == {"followups": 1} and sent == [("graph_extract", cut.event_id, {})]
