@@ -96,6 +96,11 @@ _CUES = [
         score=0.6,
     ),
     _Cue(r"(?i:\b(?:hi|hello|hey|dear),?)[ ]+", score=0.6, strong=False),
+    _Cue(  # wishes and thanks said to someone: "Thanks again Brooke!", "Good luck, Mason."
+        r"(?i:\b(?:thanks(?:[ ]again)?|thank[ ]you|happy[ ]birthday|congratulations|congrats|good[ ]luck|"
+        r"good[ ]night|well[ ]done|bye|goodbye|see[ ]you),?)[ ]+",
+        r"(?=[ ]*(?:[.!?]|$))", score=0.6,
+    ),
     _Cue(
         r"(?i:\b(?:said|says|asked|asks|replied|replies|told|tells|shouted|yelled|whispered|"
         r"cried|wrote|added|explained)(?:[ ]+(?:to|at))?)[ ]+",
@@ -112,7 +117,8 @@ _CUES = [
     _Cue(
         "",
         r"(?=[ ]+(?i:lives|lived|resides|resided|was[ ]+born|grew[ ]+up|is[ ]+a[ ]+\d+[ -]year|"
-        r"passed[ ]+away|got[ ]+married|work(?:s|ed)[ ]+(?:as|at|for))\b)",
+        r"passed[ ]+away|got[ ]+married|work(?:s|ed)[ ]+(?:as|at|for))\b"
+        r"|,[ ]*(?:aged[ ]+)?\d{1,3},[ ]*\p{L}|[ ]*\((?i:born|b\.|née|aged?)[ ])",  # "Rose, 34, was", "Grace (born 1980)"
     ),
     _Cue(  # '"i'm glad," says péter.'
         r"(?i:\b(?:said|says|asked|asks|replied|replies|wrote|added))[ ]+", r"(?=[ ]*(?:[.!?]|$))",

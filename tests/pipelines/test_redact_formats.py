@@ -90,6 +90,10 @@ def test_a_card_is_not_a_phone_and_a_random_run_is_not_a_card() -> None:
     ("Our tenant Bishop pays late.", "Bishop"),
     ("Rose works at the bank.", "Rose"),
     ("The form was signed by rose taylor.", "rose taylor"),
+    ("Rose, 34, was arrested on Friday.", "Rose"),
+    ("Grace (born 1980) is a painter.", "Grace"),
+    ("Thanks again Brooke!", "Brooke"),
+    ("Good luck, Mason.", "Mason"),
 ])
 def test_names_that_are_english_words_or_mistyped(redactor: Redactor, text: str, name: str) -> None:
     result = redactor.redact(text)
@@ -115,6 +119,7 @@ def test_names_in_lower_case_chat(redactor: Redactor, text: str, name: str) -> N
     "Centralized Processing for Academic Libraries; the Colorado Academic Libraries Book Processing Center.",
     "Version 1.20.3045 was released.",
     "General Motors opened a plant.",
+    "See Aslib Proceedings, 20, 12, 542-50 (1968).",
     "ISBN 978-3-16-148410-0 covers pages 1200-1350 of the 2023/2024 season; ratio 1/25000.",
 ])
 def test_no_name_where_there_is_none(redactor: Redactor, text: str) -> None:
