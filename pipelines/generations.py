@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import Literal
 
 import numpy as np
@@ -20,6 +21,7 @@ from pydantic import BaseModel
 
 from pipelines.index import SUMMARY, Index, IndexPoint
 from pipelines.lexical import Bm25Encoder
+from pipelines.metrics import Qrels, best_chunk_ranking, evaluate, judged_queries
 from pipelines.records import Record
 
 Status = Literal["building", "ready", "failed"]
@@ -40,7 +42,7 @@ class Generation(BaseModel):
     copied: int = 0
     embedded: int = 0  # chunks the build embedded
     error: str = ""
-    gate: dict[str, float | bool] | None = None  # the last `compare` against the live generation
+    gate: dict[str, float | bool | str] | None = None  # the last `compare` against the live generation
 
 
 class Registry(BaseModel):
@@ -108,6 +110,22 @@ def self_check(generations: Iterable[tuple[Index, Embed]], probes: list[dict], b
                          for h in hits)
         rates.append(found / len(probes) if probes else 1.0)
     return rates
+
+
+def judged_check(generations: Iterable[tuple[Index, Embed]], queries: dict[str, str], qrels: Qrels,
+                 bm25: Bm25Encoder, depth: int = 100) -> list[float]:
+    """For each generation, nDCG@10 on judged queries (a BEIR-layout set): the gate when the user has one.
+    A document is named by its key's stem, as `sluice eval retrieval` names corpus files."""
+    ids = [q for q in judged_queries(qrels) if q in queries]
+    texts = [queries[q] for q in ids]
+    scores = []
+    for index, embed in generations:
+        vectors = embed(texts) if texts else np.zeros((0, 1))
+        run = {q: best_chunk_ranking((Path(str(h.payload.get("key", ""))).stem, h.score)
+                                     for h in index.query(vector, bm25.query(text), depth))
+               for q, text, vector in zip(ids, texts, vectors)}
+        scores.append(evaluate(run, {q: qrels[q] for q in ids})["ndcg@10"])
+    return scores
 
 
 def started(registry: Registry, backend: str, space: str, location: str, chunk_tokens: int, chunk_overlap: int

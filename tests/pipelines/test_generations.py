@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from pipelines.diff import plan
-from pipelines.generations import Registry, copy_document, self_check, started
+from pipelines.generations import Registry, copy_document, judged_check, self_check, started
 from pipelines.index import EdgeIndex
 from pipelines.records import FileRecord
 from pipelines.upsert import DocumentMeta, apply_plan
@@ -73,3 +73,17 @@ def test_the_self_check_finds_each_chunk_by_its_own_text(tmp_path, chunker, embe
         assert same == 1.0 and noise <= same
     finally:
         index.close()
+
+
+def test_the_judged_gate_scores_each_generation_on_the_users_queries(tmp_path, chunker, embedder, bm25):
+    index, empty = EdgeIndex(tmp_path / "live"), EdgeIndex(tmp_path / "empty")
+    try:
+        for i, text in enumerate(PARAS):
+            _write(index, chunker, embedder, bm25, f"d{i}", [text], "v1")  # key d{i}.txt: corpus id d{i}
+        queries = {"q0": "how often are sand filters backwashed", "q2": "when does the sluice open"}
+        qrels = {"q0": {"d0": 1.0}, "q2": {"d2": 1.0}}
+        good, missing = judged_check([(index, embedder.embed), (empty, embedder.embed)], queries, qrels, bm25)
+        assert (good, missing) == (1.0, 0.0)
+    finally:
+        index.close()
+        empty.close()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -84,16 +85,25 @@ def create(
 def compare(
     name: Annotated[str | None, typer.Argument(help="Generation (default: the newest one not live).")] = None,
     probes: Annotated[int, typer.Option(help="Chunks whose own text is searched for in both generations.")] = 200,
+    beir: Annotated[Path | None, typer.Option(help="A BEIR-layout folder (queries.jsonl, qrels/test.tsv) judging the "
+                                                   "indexed documents, named by corpus id: gate on nDCG@10.")] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """The gate before a switch: does the new generation find each sampled chunk by its own text as often?"""
-    gate = _ask("compare", {"name": name, "probes": probes})
+    """The gate before a switch: as good as the live generation on your judged queries, or (without them)
+    finding each sampled chunk by its own text as often."""
+    judged = None
+    if beir is not None:
+        from workers.bench.quality import load_jsonl, load_qrels
+
+        queries = {q: str(rec["text"]) for q, rec in load_jsonl(beir / "queries.jsonl").items()}
+        judged = {"queries": queries, "qrels": load_qrels(beir / "qrels" / "test.tsv")}
+    gate = _ask("compare", {"name": name, "probes": probes, "judged": judged})
     if as_json:
         typer.echo(json.dumps(gate, indent=2))
     else:
         verdict = "passed" if gate["passed"] else "FAILED"
-        typer.echo(f"{gate['generation']} vs {gate['against']} on {gate['probes']} chunks: found in the top 10 "
-                   f"{gate['candidate']:.3f} vs {gate['live']:.3f}: {verdict}")
+        typer.echo(f"{gate['generation']} vs {gate['against']} ({gate['measure']}, {gate['probes']} "
+                   f"{'queries' if beir else 'chunks'}): {gate['candidate']:.3f} vs {gate['live']:.3f}: {verdict}")
     if not gate["passed"]:
         raise typer.Exit(1)
 

@@ -51,7 +51,7 @@ def generation(op: str, params: dict[str, Any]) -> dict[str, Any]:
         if op == "create":
             return manager.create(params.get("backend") or settings().embed_backend).model_dump(mode="json")
         if op == "compare":
-            return manager.compare(params.get("name"), int(params.get("probes") or 200))
+            return manager.compare(params.get("name"), int(params.get("probes") or 200), params.get("judged"))
         if op == "switch":
             return manager.switch(params.get("name"), bool(params.get("force")))
         if op == "rollback":

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pipelines.embed import backend_of, resolve, vector_space
-from pipelines.generations import Generation, Registry, copy_document, self_check, started
+from pipelines.generations import Generation, Registry, copy_document, judged_check, self_check, started
 from pipelines.records import CollectionRecord, FileRecord, Record
 from pipelines.upsert import DocumentMeta, index_version
 from schemas.documents import Chunk
@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("sluice.generations")
 GATE_TOLERANCE = 0.02  # a new generation may find a chunk's own text as its chunk this much less often
+JUDGED_TOLERANCE = 0.01  # or score this much less nDCG@10 on the user's judged queries
 PROBES = 200
 
 
@@ -211,17 +212,26 @@ class Generations:
             raise ValueError("there is only the live generation: create one first")
         return max(others, key=lambda g: g.created_at).name
 
-    def compare(self, name: str | None = None, probes: int = PROBES) -> dict[str, Any]:
+    def compare(self, name: str | None = None, probes: int = PROBES, judged: dict[str, Any] | None = None
+                ) -> dict[str, Any]:
+        """The gate: nDCG@10 on ``judged`` queries ({"queries": {id: text}, "qrels": {id: {doc: grade}}}) when
+        given, else the self-check on ``probes`` sampled chunks; the candidate may trail the live one by a little."""
         generation = self._get(name)
         if generation.status != "ready":
             raise ValueError(f"generation {generation.name} is {generation.status}, not ready")
-        payloads = list(self.live_index().payloads())
-        sample = random.Random(7).sample(payloads, min(probes, len(payloads)))
         pairs = [(self.live_index(), self.live_embedder().embed),
                  (self._open(generation.location), self.embedder_for(generation.backend).embed)]
-        live_rate, new_rate = self_check(pairs, sample, self.bm25)
-        gate = {"probes": len(sample), "live": round(live_rate, 4), "candidate": round(new_rate, 4),
-                "passed": new_rate >= live_rate - GATE_TOLERANCE}
+        if judged:
+            live_score, new_score = judged_check(pairs, judged["queries"], judged["qrels"], self.bm25)
+            measure, tolerance, size = "ndcg@10", JUDGED_TOLERANCE, len(judged["qrels"])
+        else:
+            payloads = list(self.live_index().payloads())
+            sample = random.Random(7).sample(payloads, min(probes, len(payloads)))
+            live_score, new_score = self_check(pairs, sample, self.bm25)
+            measure, tolerance, size = "own chunk in top 10", GATE_TOLERANCE, len(sample)
+        gate: dict[str, float | bool | str] = {
+            "measure": measure, "probes": size, "live": round(live_score, 4), "candidate": round(new_score, 4),
+            "passed": new_score >= live_score - tolerance}
         with self.lock:
             generation.gate = gate
             self._save()
