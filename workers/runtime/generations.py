@@ -42,6 +42,7 @@ class Generations:
         self.config, self.state, self.embedder_for, self.bm25 = config, state, embedder_for, bm25
         self.lock = threading.RLock()  # one document at a time across the live write, the others and a build
         self._indexes: dict[str, Index] = {}
+        self._opening = threading.Lock()
         self._stop = threading.Event()
         self.record = self._record()
         registry = Registry.load(self.record)
@@ -63,15 +64,17 @@ class Generations:
         return FileRecord(self.config.data_dir / "generations.json")
 
     def _open(self, location: str) -> Index:
-        if location not in self._indexes:
-            from pipelines.index import EdgeIndex, ServerIndex
+        """One index object per location in this process (an Edge shard admits one opener)."""
+        with self._opening:
+            if location not in self._indexes:
+                from pipelines.index import EdgeIndex, ServerIndex
 
-            if self.config.qdrant_url:
-                key = self.config.qdrant_api_key.get_secret_value() if self.config.qdrant_api_key else None
-                self._indexes[location] = ServerIndex(self.config.qdrant_url, location, key)
-            else:
-                self._indexes[location] = EdgeIndex(Path(location))
-        return self._indexes[location]
+                if self.config.qdrant_url:
+                    key = self.config.qdrant_api_key.get_secret_value() if self.config.qdrant_api_key else None
+                    self._indexes[location] = ServerIndex(self.config.qdrant_url, location, key)
+                else:
+                    self._indexes[location] = EdgeIndex(Path(location))
+            return self._indexes[location]
 
     def _first(self) -> Registry:
         location = self.config.collection if self.config.qdrant_url else str(self.config.index_path)
