@@ -12,7 +12,7 @@ only the vectors are new.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Literal
 
@@ -68,31 +68,37 @@ class Registry(BaseModel):
         return [g for g in self.generations.values() if g.status != "failed"]
 
 
-def copy_document(source: Index, target: Index, doc_id: str, embed: Embed, bm25: Bm25Encoder, space: str) -> int:
-    """Make ``target`` hold the version of ``doc_id`` that ``source`` holds, with vectors of ``space``;
-    returns the chunks embedded (0 when ``target`` was already current, or the document is gone)."""
-    payloads = sorted(source.payloads({"doc_id": doc_id}), key=lambda p: p.get("position", 0))
-    if not payloads:
-        target.delete_document(doc_id)
-        return 0
-    version = payloads[0]["doc_version"]
-    have = target.chunk_hashes(doc_id)
-    if {p["chunk_hash"] for p in payloads} == set(have) and all(
-            p.get("doc_version") == version and p.get("vectors") == space for p in have.values()):
-        return 0
-    vectors = embed([p["text"] for p in payloads])
-    target.write_version(doc_id, [
-        IndexPoint(doc_id, p["chunk_hash"], vector, bm25.document(p["text"]), p | {"vectors": space}, p["doc_version"])
-        for p, vector in zip(payloads, vectors)
-    ])
-    for summary in source.payloads({"doc_id": doc_id}, kind="summary"):
-        if summary.get("summary_kind") == "extractive":  # the document's own vector, as pipelines/summary_index.py
-            mean = np.mean(vectors, axis=0)
-            vector = mean / max(float(np.linalg.norm(mean)), 1e-12)
-        else:
-            vector = embed([summary["text"]])[0]
-        target.upsert([IndexPoint(doc_id, SUMMARY, vector, bm25.document(summary["text"]), summary | {"vectors": space})])
-    return len(payloads)
+def copy_documents(source: Index, target: Index, doc_ids: Iterable[str], embed: Embed, bm25: Bm25Encoder,
+                   space: str) -> int:
+    """Make ``target`` hold the versions of ``doc_ids`` that ``source`` holds, with vectors of ``space``,
+    embedding their chunks in one batch (a document is one or two chunks; batches of one cost the build
+    most of its time); returns the chunks embedded (none for documents already current, or gone)."""
+    todo: list[tuple[str, list[dict]]] = []
+    for doc_id in doc_ids:
+        payloads = sorted(source.payloads({"doc_id": doc_id}), key=lambda p: p.get("position", 0))
+        if not payloads:
+            target.delete_document(doc_id)
+            continue
+        version, have = payloads[0]["doc_version"], target.chunk_hashes(doc_id)
+        if {p["chunk_hash"] for p in payloads} != set(have) or any(
+                p.get("doc_version") != version or p.get("vectors") != space for p in have.values()):
+            todo.append((doc_id, payloads))
+    texts = [p["text"] for _, payloads in todo for p in payloads]
+    vectors: Iterator[np.ndarray] = iter(embed(texts) if texts else [])
+    for doc_id, payloads in todo:
+        mine = [next(vectors) for _ in payloads]
+        target.write_version(doc_id, [
+            IndexPoint(doc_id, p["chunk_hash"], v, bm25.document(p["text"]), p | {"vectors": space}, p["doc_version"])
+            for p, v in zip(payloads, mine)
+        ])
+        for summary in source.payloads({"doc_id": doc_id}, kind="summary"):
+            if summary.get("summary_kind") == "extractive":  # the document's own vector, as pipelines/summary_index.py
+                mean = np.mean(mine, axis=0)
+                vector = mean / max(float(np.linalg.norm(mean)), 1e-12)
+            else:
+                vector = embed([summary["text"]])[0]
+            target.upsert([IndexPoint(doc_id, SUMMARY, vector, bm25.document(summary["text"]), summary | {"vectors": space})])
+    return len(texts)
 
 
 def self_check(generations: Iterable[tuple[Index, Embed]], probes: list[dict], bm25: Bm25Encoder, k: int = 10

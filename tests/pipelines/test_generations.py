@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from pipelines.diff import plan
-from pipelines.generations import Registry, copy_document, judged_check, self_check, started
+from pipelines.generations import Registry, copy_documents, judged_check, self_check, started
 from pipelines.index import EdgeIndex
 from pipelines.records import FileRecord
 from pipelines.upsert import DocumentMeta, apply_plan
@@ -46,17 +46,17 @@ def test_copy_writes_the_live_version_with_new_vectors_and_only_when_needed(tmp_
             calls.append(len(texts))
             return -embedder.embed(texts)  # another space: same texts, other vectors
 
-        assert copy_document(live, target, "water", embed, bm25, "other-space") == len(PARAS)
+        assert copy_documents(live, target, ["water"], embed, bm25, "other-space") == len(PARAS)
         copied = {p["chunk_hash"]: p for p in target.payloads({"doc_id": "water"})}
         original = {p["chunk_hash"]: p for p in live.payloads({"doc_id": "water"})}
         assert copied.keys() == original.keys()
         assert all(copied[h]["text"] == original[h]["text"] and copied[h]["vectors"] == "other-space" for h in copied)
-        assert copy_document(live, target, "water", embed, bm25, "other-space") == 0 and calls == [len(PARAS)]
+        assert copy_documents(live, target, ["water"], embed, bm25, "other-space") == 0 and calls == [len(PARAS)]
         _write(live, chunker, embedder, bm25, "water", PARAS[:2] + ["The weir was raised."], "v2")
-        assert copy_document(live, target, "water", embed, bm25, "other-space") == len(PARAS)
+        assert copy_documents(live, target, ["water"], embed, bm25, "other-space") == len(PARAS)
         assert {p["doc_version"] for p in target.payloads({"doc_id": "water"})} == {"v2"}
         live.delete_document("water")
-        assert copy_document(live, target, "water", embed, bm25, "other-space") == 0
+        assert copy_documents(live, target, ["water"], embed, bm25, "other-space") == 0
         assert target.count() == 0
     finally:
         live.close()

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pipelines.embed import backend_of, resolve, vector_space
-from pipelines.generations import Generation, Registry, copy_document, judged_check, self_check, started
+from pipelines.generations import Generation, Registry, copy_documents, judged_check, self_check, started
 from pipelines.records import CollectionRecord, FileRecord, Record
 from pipelines.upsert import DocumentMeta, index_version
 from schemas.documents import Chunk
@@ -35,6 +35,7 @@ log = logging.getLogger("sluice.generations")
 GATE_TOLERANCE = 0.02  # a new generation may find a chunk's own text as its chunk this much less often
 JUDGED_TOLERANCE = 0.01  # or score this much less nDCG@10 on the user's judged queries
 PROBES = 200
+BUILD_BATCH = 32  # documents copied, and their chunks embedded, per step of a build
 
 
 class Generations:
@@ -178,16 +179,16 @@ class Generations:
             for attempt in range(2):  # the second pass meets what changed in the live one meanwhile
                 docs = sorted(self.live_index().documents())
                 generation.documents, generation.copied = len(docs), 0
-                for doc_id in docs:
+                for start in range(0, len(docs), BUILD_BATCH):
                     if self._stop.is_set() or name not in self.registry.generations:
                         return
                     self._yield_to_live_traffic()
+                    batch = docs[start:start + BUILD_BATCH]
                     with self.lock:
-                        generation.embedded += copy_document(self.live_index(), target, doc_id, embedder.embed,
-                                                             self.bm25, generation.space)
-                    generation.copied += 1
-                    if generation.copied % 50 == 0:
-                        self._save()
+                        generation.embedded += copy_documents(self.live_index(), target, batch, embedder.embed,
+                                                              self.bm25, generation.space)
+                    generation.copied += len(batch)
+                    self._save()
                 with self.lock:
                     for doc_id in set(target.documents()) - set(self.live_index().documents()):
                         target.delete_document(doc_id)
