@@ -32,6 +32,9 @@ def _private_sluice() -> None:
 
 reindex_app = typer.Typer(help="Bulk re-index jobs started by POST /webhooks/reindex.", no_args_is_help=True)
 app.add_typer(reindex_app, name="reindex")
+from workers.cli.generation import generation_app  # noqa: E402  (sluice generation list|create|compare|switch|...)
+
+app.add_typer(generation_app, name="generation")
 from workers.cli.graph import graph_app  # noqa: E402  (sluice graph entities|entity|path|communities|stats)
 
 app.add_typer(graph_app, name="graph")
@@ -376,6 +379,22 @@ def bench_ingest(
     from workers.bench.speed import bench_ingest as run
 
     result = run(beir, limit, followups)
+    typer.echo(json.dumps(result) if as_json else json.dumps(result, indent=2))
+
+
+@bench_app.command("chaos")
+def bench_chaos(
+    docs: Annotated[int, typer.Option(help="Generated documents to ingest.")] = 200,
+    kills: Annotated[int, typer.Option(help="SIGKILLs of each kind: pipeline child, pipeline worker, query worker, "
+                                            "Redis.")] = 20,
+    seed: Annotated[int, typer.Option(help="Seed of the random kill moments.")] = 0,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """An ingest under random SIGKILLs: documents indexed, dead-lettered and lost, duplicates, events left in
+    flight, recovery time per kind of kill."""
+    from workers.bench.chaos import bench_chaos as run
+
+    result = run(docs, kills, seed)
     typer.echo(json.dumps(result) if as_json else json.dumps(result, indent=2))
 
 
