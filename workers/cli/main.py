@@ -382,6 +382,20 @@ def bench_ingest(
     typer.echo(json.dumps(result) if as_json else json.dumps(result, indent=2))
 
 
+@bench_app.command("generation")
+def bench_generation(
+    beir: Annotated[Path, typer.Option(help="BEIR-layout folder (corpus.jsonl, queries.jsonl).")],
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+    limit: Annotated[Optional[int], typer.Option(help="Only the first N documents.")] = None,
+) -> None:
+    """Build an int8 index generation from an fp32 one: build time against the first ingest, chunks embedded,
+    search p95 before and during the build."""
+    from workers.bench.generation import bench_generation as run
+
+    result = run(beir, limit)
+    typer.echo(json.dumps(result) if as_json else json.dumps(result, indent=2))
+
+
 @bench_app.command("chaos")
 def bench_chaos(
     docs: Annotated[int, typer.Option(help="Generated documents to ingest.")] = 200,

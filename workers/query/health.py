@@ -60,7 +60,7 @@ def overview(st: State) -> dict[str, Any]:
         "unacked": int(st.r.hlen("unacked")),
         "dead_letters": len(letters),
         "dead_letters_by_stage": by_stage,
-        "index": {"chunks": index["chunks"]} if index else "query worker not answering",
+        "index": index or "query worker not answering",  # chunks, live generation and space, builds running
         "graph": graphs or "query worker not answering",
         "counters": st.counters(),
         "last_errors": [{k: d.get(k) for k in ("id", "key", "stage", "error")} for d in letters[-5:]],

@@ -73,9 +73,15 @@ def _open_generations(sender: Any = None, **_: Any) -> None:
 
 
 @app.task(name="sluice.ping")
-def ping() -> dict[str, int]:
-    """Proves the query worker and its index answer; returns the number of indexed chunks."""
-    return {"chunks": resources.index().count()}
+def ping() -> dict[str, Any]:
+    """Proves the query worker and its index answer: indexed chunks, the live generation, builds running."""
+    manager = resources.generations()
+    live = manager.live()
+    building = {g.name: f"{g.copied}/{g.documents} documents" for g in manager.registry.generations.values()
+                if g.status == "building"}
+    note = manager.mismatch()
+    return {"chunks": resources.index().count(), "generation": live.name, "space": live.space,
+            **({"building": building} if building else {}), **({"note": note} if note else {})}
 
 
 @app.task(name="sluice.texts", **CONTENT_RESULT)

@@ -74,8 +74,8 @@ def hand_on(name: str, event_id: str, *, here: bool = False) -> None:
 def hand_on_next(name: str, event_id: str) -> None:
     """Hand ``event_id`` on to the step that follows ``name`` in the flow (if any)."""
     step = STEPS[name]
-    if step.then is not None:
-        hand_on(step.then, event_id, here=step.then_in_place)
+    if step.next is not None:
+        hand_on(step.next, event_id, here=step.next_in_place)
 
 
 @contextmanager

@@ -25,19 +25,19 @@ class Step:
     """One step of the route: its queue and the step it hands on to."""
 
     queue: str
-    then: str | None = None
-    then_in_place: bool = False  # ``then`` runs in this process whatever queues it consumes
+    next: str | None = None  # the step it hands on to, by name
+    next_in_place: bool = False  # ``next`` runs in this process whatever queues it consumes
     followup: bool = False  # never changes the event's status; hands on whatever its outcome
     runs_when_superseded: bool = False  # a follow-up that checks against the index itself
 
 
 # The ingestion stages, in route order. A stage hands on only when it succeeds.
 STAGES: dict[str, Step] = {
-    "parse": Step("parse", then="redact", then_in_place=True),
-    "redact": Step("redact", then="chunk"),
-    "chunk": Step("chunk", then="diff"),
-    "diff": Step("index", then="embed"),
-    "embed": Step("embed", then="upsert"),
+    "parse": Step("parse", next="redact", next_in_place=True),
+    "redact": Step("redact", next="chunk"),
+    "chunk": Step("chunk", next="diff"),
+    "diff": Step("index", next="embed"),
+    "embed": Step("embed", next="upsert"),
     "upsert": Step("index"),
     "delete": Step("index"),
 }
@@ -46,8 +46,8 @@ ENTRY = {"create": "parse", "modify": "parse", "reindex": "parse", "delete": "de
 # After an upsert that changed what the graph or the summary should hold. Each follow-up hands on
 # whatever its outcome, so the last one (graph_apply, in the index owner) releases the event.
 FOLLOWUPS: dict[str, Step] = {
-    "graph_extract": Step("graph", then="summarise", followup=True),  # spaCy work: a pipeline worker
-    "summarise": Step("graph", then="graph_apply", followup=True),
+    "graph_extract": Step("graph", next="summarise", followup=True),  # spaCy work: a pipeline worker
+    "summarise": Step("graph", next="graph_apply", followup=True),
     # applies the graph if the index still holds this version, indexes the summary, releases the event
     "graph_apply": Step("index", followup=True, runs_when_superseded=True),
 }
@@ -81,7 +81,7 @@ assert set(STAGE_QUEUES.values()) == set(ALL_QUEUES), "every queue has a step an
 
 
 def next_step(name: str) -> str | None:
-    return STEPS[name].then
+    return STEPS[name].next
 
 
 def route(start: str, skip: frozenset[str] = frozenset()) -> list[str]:
@@ -91,5 +91,5 @@ def route(start: str, skip: frozenset[str] = frozenset()) -> list[str]:
     while name is not None:
         if name not in skip:
             names.append(name)
-        name = STAGES[name].then
+        name = STAGES[name].next
     return names

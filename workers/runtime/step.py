@@ -89,7 +89,7 @@ def run(name: str, event_id: str, retries: int, retry: Retry | None, limit_s: fl
         return outcome
     dispatch.run(chain)
     if spec.followup:
-        if spec.then is None:
+        if spec.next is None:
             st.release(event_id)  # the last follow-up: the event no longer counts as in flight
         return outcome
     pipe = st.r.pipeline(transaction=False)  # its counts and its done mark in one round trip

@@ -2,7 +2,8 @@
 elements (under the archive's declared-size limits) took a worker past 8 GB, and a worker killed for
 it was delivered the message again without end. Now its parse runs in a child bounded at
 ``parse_memory_mib`` above its worker: the document is dead-lettered with a reason and no process
-of the pipeline worker goes past the bound."""
+of the pipeline worker goes past the bound. And a document that kills its worker anyway (here: killed
+by hand, as the out-of-memory killer would) is dead-lettered after ``max_deliveries`` deaths."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from contextlib import contextmanager
 import psutil
 import pytest
 
+from conftest import wait_for
 from harness import Sluice, cli, searchable
 
 BOUND_MIB = 256
@@ -111,3 +113,45 @@ def test_an_over_expanding_docx_is_dead_lettered_at_its_memory_bound(sluice):
         assert peak < largest_pool + BOUND_MIB * 1024 * 1024, (pid, peak, largest_pool)
     print(f"peak RSS MiB: worker main {peaks[worker.pid][0] >> 20}, pool {largest_pool >> 20}, "
           f"parse children {max(parse_children.values()) >> 20}")
+
+
+@pytest.fixture(scope="module")
+def roomy(tmp_path_factory):
+    """A bound so large that the poison parses for minutes: long enough to kill its worker by hand."""
+    s = Sluice(tmp_path_factory.mktemp("roomy"), parse_memory_mib="8192", parse_time_limit_s="600")
+    try:
+        s.start_workers()
+        yield s
+    finally:
+        s.close()
+
+
+def _parse_child(worker: psutil.Process) -> psutil.Process | None:
+    """A parse child running under one of the worker's pool processes, if any."""
+    return next((child for pool in worker.children() for child in pool.children()), None)
+
+
+def test_a_document_that_kills_its_worker_three_times_is_dead_lettered_not_run_again(roomy):
+    from workers.client import connect
+    from workers.runtime.config import settings
+
+    docs = roomy.root / "docs"
+    docs.mkdir()
+    (docs / "poison.docx").write_bytes(poison_docx(20))
+    worker = psutil.Process(roomy.procs["pipeline"].pid)
+    ingest = threading.Thread(target=lambda: cli(roomy.env, "ingest", str(docs), "--json", cwd=roomy.root))
+    ingest.start()
+    killed: list[int] = []
+    for _ in range(3):  # each kill: Celery's main process sees the pool process lost and requeues the message
+        child = wait_for(lambda: (c := _parse_child(worker)) is not None and c.pid not in killed and c,
+                         "the poison's parse to start again", timeout_s=180, context=lambda: roomy.log("pipeline")[-2000:])
+        killed.append(child.pid)
+        psutil.Process(child.ppid()).kill()  # the pool process; its parse child dies with it (PR_SET_PDEATHSIG)
+    ingest.join(60)
+
+    state = connect(settings())
+    (letter,) = wait_for(state.dead_letters, "the dead letter", timeout_s=180, context=lambda: roomy.log("pipeline")[-2000:])
+    assert (letter["stage"], letter["key"]) == ("parse", "poison.docx")
+    assert letter["error"] == "crashed the worker 3 times; not run again"
+    assert _parse_child(worker) is None  # not parsed a fourth time
+    wait_for(lambda: state.in_flight() == 0, "nothing left in flight", timeout_s=30)
