@@ -122,6 +122,9 @@ def test_a_failure_after_parse_says_why_without_the_text(ingested, monkeypatch) 
     from pipelines.parse import parse_bytes
     from schemas.events import Event
     from workers.runtime import resources, step
+    from workers.runtime.app import app
+
+    app.loader.import_default_modules()  # registers every step, as a worker does at start
 
     class Exploding:
         def redact_many(self, texts: list[str]) -> list:
