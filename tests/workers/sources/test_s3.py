@@ -128,7 +128,7 @@ def test_watched_bucket_follows_create_overwrite_delete_and_catches_up_on_restar
     letters = wait_for(lambda: [d for d in st.dead_letters() if d["key"] == "inbox/huge.txt"], "huge.txt dead letter")
     assert f"over the {mib(LIMIT)} limit" in letters[0]["error"]
     log = sluice.log("watch-s3")
-    assert "refused object key 'inbox/../../etc/passwd'" in log and "'..' path segment" in log
+    assert "refused object key <FILE_" in log and "'..' path segment" in log and "passwd" not in log  # names pseudonymised
     assert set(indexed("s3://docs")) == {"inbox/heron.txt"}
 
     put(Bucket="docs", Key="inbox/kestrel.txt", Body=b"A kestrel hovers over the verge. Token kestrelhover.")
