@@ -126,7 +126,7 @@ def shared_docs() -> Path:
 def eager_state(tmp_path, monkeypatch):
     """The step runtime in this process: a private Redis, Celery tasks run eagerly (retries too),
     two retries with a short backoff. Yields the State."""
-    from workers.cli.embedded_redis import EmbeddedRedis
+    from workers.launcher.embedded_redis import EmbeddedRedis
     from workers.runtime import config, resources
     from workers.runtime.app import app, configure
 

@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from workers.cli.local import LocalSluice as Sluice
+from workers.launcher.local import LocalSluice as Sluice
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = ROOT / "samples"

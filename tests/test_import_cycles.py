@@ -96,3 +96,24 @@ def test_no_module_of_ours_imports_itself_round_about():
     modules = _modules()
     assert len(modules) > 50
     assert _cycles(_imports(modules)) == []
+
+
+ROOMS = ("runtime", "sources", "followups", "stages", "query", "ingress", "client", "http", "launcher", "bench", "cli")
+
+
+def _room(module: str) -> str | None:
+    parts = module.split(".")
+    return parts[1] if parts[0] == "workers" and len(parts) > 1 else None
+
+
+def test_each_room_of_workers_imports_only_the_rooms_above_it():
+    """The order the README's "How it works" lists them in: a newcomer reads downwards."""
+    modules = _modules()
+    assert {_room(m) for m in modules} - {None} == set(ROOMS)
+    upward = sorted(
+        f"{module} -> {target}"
+        for module, targets in _imports(modules).items()
+        for target in targets
+        if (a := _room(module)) and (b := _room(target)) and a != b and ROOMS.index(b) > ROOMS.index(a)
+    )
+    assert upward == []

@@ -23,7 +23,7 @@ from typing import Any
 
 import psutil
 
-from workers.cli.local import LocalSluice
+from workers.launcher.local import LocalSluice
 
 KINDS = ("pipeline_child", "pipeline_worker", "query_worker", "redis")
 SETTLE_S = 600.0  # how long the ingest and its follow-ups may take to finish after the last kill

@@ -19,7 +19,7 @@ from typing import Any
 
 import psutil
 
-from workers.cli.local import LocalSluice
+from workers.launcher.local import LocalSluice
 from workers.runtime.state import State
 from workers.runtime.telemetry import stage_cpu
 
@@ -272,8 +272,8 @@ def bench_query(chunks: int = 100_000, queries: int = 200, cache: Path = Path(".
     from pipelines.embed import vector_space
     from schemas.search import SearchRequest
     from workers import client
-    from workers.cli.embedded_redis import free_port
-    from workers.cli.local import LocalSluice
+    from workers.launcher.embedded_redis import free_port
+    from workers.launcher.local import LocalSluice
     from workers.runtime.config import settings
 
     root = (cache / f"bench-query-{chunks}-{vector_space(settings().embed_backend)}").resolve()
@@ -371,7 +371,7 @@ def bench_burst(files: int = 5000, bound: int = 64) -> dict[str, Any]:
     passes its bound, however large the burst, and nothing is lost.
     """
     from workers import client
-    from workers.cli.local import LocalSluice
+    from workers.launcher.local import LocalSluice
     from workers.runtime.config import settings
     from workers.runtime.flow import ALL_QUEUES
 

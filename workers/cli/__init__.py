@@ -1,5 +1,5 @@
-"""The ``sluice`` command line and what it launches: the supervisor of ``sluice up``, the embedded
-Redis, Flower, and the private sluice that tests and benchmarks start (local.py)."""
+"""The ``sluice`` command line: each sub-command talks to a running sluice, or starts one through
+``workers.launcher``."""
 
 from workers.cli.main import app
 

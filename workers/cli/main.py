@@ -25,7 +25,7 @@ app.add_typer(bench_app, name="bench")
 @bench_app.callback()
 def _private_sluice() -> None:
     """Benchmarks and evaluations start a private sluice: SIGTERM stops it as Ctrl-C does."""
-    from workers.cli.support import stop_as_on_ctrl_c
+    from workers.launcher.signals import stop_as_on_ctrl_c
 
     stop_as_on_ctrl_c()
 
@@ -41,7 +41,7 @@ app.add_typer(graph_app, name="graph")
 from workers.cli.dlq import dlq_app  # noqa: E402  (sluice dlq list|show|retry|purge)
 
 app.add_typer(dlq_app, name="dlq")
-from workers.cli.flower import run as flower_run  # noqa: E402
+from workers.launcher.flower import run as flower_run  # noqa: E402
 
 app.command("flower")(flower_run)  # Flower with flower.conf, for containers and other machines
 
@@ -70,7 +70,7 @@ def up(
     samples: Annotated[bool, typer.Option(help="Ingest the bundled sample documents.")] = True,
 ) -> None:
     """Start everything on this machine: Redis, workers, query worker, watcher, API and Flower."""
-    from workers.cli.supervisor import run_all
+    from workers.launcher.supervisor import run_all
 
     s = _settings(inbox=inbox, data_dir=data_dir, api_port=api_port, flower_port=flower_port)
     raise typer.Exit(run_all(s, ingest_samples=samples))

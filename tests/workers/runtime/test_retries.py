@@ -8,7 +8,7 @@ import pytest
 
 from pipelines.errors import TransientError
 from schemas.events import Action, Event
-from workers.cli.embedded_redis import EmbeddedRedis
+from workers.launcher.embedded_redis import EmbeddedRedis
 
 
 @pytest.fixture

@@ -14,8 +14,8 @@ import threading
 import time
 from pathlib import Path
 
-from workers.cli.embedded_redis import EmbeddedRedis
-from workers.cli.keeper import Keeper
+from workers.launcher.embedded_redis import EmbeddedRedis
+from workers.launcher.keeper import Keeper
 from workers.client import connect
 from workers.runtime import config
 from workers.runtime.app import app
@@ -25,7 +25,7 @@ from workers.runtime.flow import EMBEDDED_QUERY_QUEUES
 class LocalSluice:
     def __init__(self, root: Path, persist: bool = False, restart: bool = False, **settings: str) -> None:
         """``persist``: Redis keeps its data across ``kill_redis``/``start_redis`` (RDB and AOF), as ``sluice up``'s
-        does. ``restart``: a child that exits unasked is started again, as ``sluice up`` does (workers/cli/keeper.py)."""
+        does. ``restart``: a child that exits unasked is started again, as ``sluice up`` does (workers/launcher/keeper.py)."""
         self.root = root
         self.redis = EmbeddedRedis(root / "redis", persist=persist).start()
         self.env = {

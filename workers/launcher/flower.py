@@ -20,7 +20,7 @@ from typing import Annotated
 
 import typer
 
-from workers.cli.embedded_redis import private_file
+from workers.launcher.embedded_redis import private_file
 
 USER = "sluice"
 AUTH_FILE = "flower-auth"

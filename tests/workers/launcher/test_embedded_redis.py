@@ -10,7 +10,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from workers.cli.embedded_redis import EmbeddedRedis
+from workers.launcher.embedded_redis import EmbeddedRedis
 
 
 def test_a_restart_on_the_same_data_dir_keeps_the_port_and_the_data(tmp_path):

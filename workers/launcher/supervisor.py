@@ -12,14 +12,14 @@ import time
 from pathlib import Path
 
 from schemas.settings import Settings
-from workers.cli import flower
-from workers.cli.embedded_redis import EmbeddedRedis, write_private
-from workers.cli.keeper import Keeper
-from workers.cli.support import stop_as_on_ctrl_c
+from workers.launcher import flower
+from workers.launcher.embedded_redis import EmbeddedRedis, write_private
+from workers.launcher.keeper import Keeper
+from workers.launcher.signals import stop_as_on_ctrl_c
 from workers.runtime.config import REDIS_URL_FILE, SUPERVISOR_FILE, reachable
 from workers.runtime.flow import EMBEDDED_QUERY_QUEUES
 
-ROOT = Path(__file__).resolve().parents[2]  # the repository (workers/cli/supervisor.py)
+ROOT = Path(__file__).resolve().parents[2]  # the repository (workers/launcher/supervisor.py)
 SAMPLES = ROOT / "samples"
 
 
@@ -53,7 +53,7 @@ def _signal_group(p: subprocess.Popen[bytes], sig: int) -> None:
 
 
 class Stack:
-    """The children of ``sluice up`` and its embedded Redis, kept running (workers/cli/keeper.py); what
+    """The children of ``sluice up`` and its embedded Redis, kept running (workers/launcher/keeper.py); what
     happens to them goes to the terminal and to ``supervisor.json``, which ``sluice status`` shows."""
 
     def __init__(self, data: Path, logs: Path) -> None:
@@ -116,7 +116,7 @@ def run_all(s: Settings, ingest_samples: bool = True) -> int:
         stack.child("worker", me + ["worker"], env)
         stack.child("beat", me + ["beat"], env)  # summary batches, graph communities, the in-flight sweep
         stack.child("api", me + ["api"], env)
-        auth, auth_from = flower.credentials(data)  # authenticated even on loopback: see workers/cli/flower.py
+        auth, auth_from = flower.credentials(data)  # authenticated even on loopback: see workers/launcher/flower.py
         stack.child("flower", flower.command(s.flower_port, data),
                     {**env, **flower.broker_env(url), "FLOWER_BASIC_AUTH": auth})
         stack.record()
