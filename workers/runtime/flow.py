@@ -65,6 +65,7 @@ SERVICES = {
     "graph_query": "query",
     "graph_communities": "query",
     "summary_tick": "summary",
+    "sweep": "query",  # the in-flight sweep (runtime/sweep.py): the index owner's quick queue, always up
     "generation": "index",  # list, create, compare, switch, rollback, drop
 }
 
