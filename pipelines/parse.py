@@ -16,7 +16,7 @@ import threading
 import zipfile
 from collections.abc import Callable, Sequence
 from html.parser import HTMLParser
-from typing import Any
+from typing import Any, TypedDict
 
 from pipelines import runtime  # first: keeps unstructured offline and quiet
 from pipelines.errors import MIB, PermanentError, mib, too_large
@@ -138,6 +138,13 @@ def _out_of_memory(exc: BaseException | None) -> bool:
     return False
 
 
+class _Meta(TypedDict):
+    """What every unstructured partition call is given besides the document."""
+
+    metadata_filename: str
+    languages: list[str]
+
+
 def _partitioner(data: bytes, ext: str, name: str) -> Callable[[], list[Any]]:
     """Pick the unstructured partition call for an extension, or refuse the type up front."""
     fmt = _FORMATS.get(ext)
@@ -152,7 +159,7 @@ def _partitioner(data: bytes, ext: str, name: str) -> Callable[[], list[Any]]:
 
     # languages=[""] skips unstructured's per-document language detection (langdetect,
     # ~7 ms a document): nothing downstream reads the language.
-    file, meta = io.BytesIO(data), {"metadata_filename": name, "languages": [""]}
+    file, meta = io.BytesIO(data), _Meta(metadata_filename=name, languages=[""])
     calls: dict[str, Callable[[], list[Any]]] = {
         "md": lambda: md.partition_md(text=_decode(data), **meta),
         "html": lambda: _partition_html(_decode(data), meta),
@@ -347,7 +354,7 @@ _BLOCK_TAGS = {
 }  # fmt: skip
 
 
-def _partition_html(text: str, meta: dict[str, Any]) -> list[Any]:
+def _partition_html(text: str, meta: _Meta) -> list[Any]:
     """unstructured's HTML partition, or the page's text when lxml cannot build its tree.
 
     libxml2 stops at 256 levels of nesting (ERR_RESOURCE_LIMIT) and lxml "recovers" an empty or cut

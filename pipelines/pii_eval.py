@@ -116,9 +116,13 @@ class StockPresidio:
         self._anonymizer = AnonymizerEngine()
 
     def redact_many(self, texts: list[str]) -> list[Redaction]:
+        from presidio_anonymizer.entities import RecognizerResult as AnonymizerSpan
+
         out = []
         for text, results in zip(texts, self._batch.analyze_iterator(texts, language="en")):
-            anonymized = self._anonymizer.anonymize(text=text, analyzer_results=results)
+            # The anonymizer types its input as its own result class (anonymize() copies into it anyway).
+            found = [AnonymizerSpan(r.entity_type, r.start, r.end, r.score) for r in results]
+            anonymized = self._anonymizer.anonymize(text=text, analyzer_results=found)
             # Spans for the false-alarm count: results not contained in another one.
             spans = {
                 (r.start, r.end, r.entity_type)

@@ -42,7 +42,9 @@ from presidio_analyzer.predefined_recognizers import (
 )
 from presidio_anonymizer import AnonymizerEngine
 from presidio_anonymizer.entities import OperatorConfig
+from presidio_anonymizer.entities import RecognizerResult as AnonymizerSpan
 from spacy.attrs import IDX, LOWER
+from spacy.language import Language
 from spacy.tokens import Doc
 
 from pipelines import runtime  # noqa: I001  (first: keeps presidio offline)
@@ -165,7 +167,9 @@ class CaseBlindIbanRecognizer(IbanRecognizer):
     def analyze(self, text: str, entities: list[str], nlp_artifacts: NlpArtifacts | None = None,
                 regex_flags: int | None = None) -> list[RecognizerResult]:
         upper = text.upper()
-        return super().analyze(upper if len(upper) == len(text) else text, entities, nlp_artifacts, regex_flags)
+        # presidio annotates these None defaults as plain NlpArtifacts / int (no Optional)
+        return super().analyze(upper if len(upper) == len(text) else text, entities,
+                               nlp_artifacts, regex_flags)  # type: ignore[arg-type]
 
 
 class _TaggedEngine(SpacyNlpEngine):
@@ -174,6 +178,9 @@ class _TaggedEngine(SpacyNlpEngine):
     No parser, attribute ruler or lemmatizer: they serve only Presidio's context lemmas, for
     which lower-case forms stand in. The tagger adds ~4-8 ms per CISI abstract to the ~17 ms
     of the recogniser alone."""
+
+    # presidio's engine sets an unannotated ``self.nlp = None`` until load(), so mypy types it None
+    nlp: dict[str, Language]  # type: ignore[assignment]
 
     def load(self) -> None:
         self.nlp = {m["lang_code"]: load_tagged(m["model_name"]) for m in self.models}
@@ -365,7 +372,7 @@ class Redactor:
             return Redaction(text=text, counts={}, spans=(), entities=kept)
         engine_result = self._anonymizer.anonymize(
             text=text,
-            analyzer_results=[RecognizerResult(e, s, t, 1.0) for s, t, e in spans],
+            analyzer_results=[AnonymizerSpan(e, s, t, 1.0) for s, t, e in spans],
             operators=self._operators,
             merge_entities_with_spaces=False,
         )

@@ -27,8 +27,7 @@ class Recognizer(LocalRecognizer):
 
 def result(entity: str, start: int, end: int, score: float, why: str) -> RecognizerResult:
     """A Presidio result that names the rule which produced it (for explanations, never logged)."""
-    return RecognizerResult(entity, start, end, score, analysis_explanation=None,
-                            recognition_metadata={"recognizer_name": why})
+    return RecognizerResult(entity, start, end, score, recognition_metadata={"recognizer_name": why})
 
 
 def case_mode(text: str) -> bool:

@@ -148,7 +148,7 @@ _NOT_PERSON_LABELS = {"ORG", "GPE", "LOC", "FAC", "PRODUCT", "EVENT", "WORK_OF_A
 def _trim_name(name: str) -> str:
     """Cut a captured name at the first word that cannot be part of it;
     "Dear Support Team" names a group, not a person."""
-    kept = []
+    kept: list[str] = []
     for word in name.split(" "):
         if word.lower().strip("'’") in _NAME_STOP:
             return "" if word.lower() in _GROUPS else " ".join(kept)

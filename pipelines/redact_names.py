@@ -15,11 +15,13 @@ on their own; people listed with a person are people too.
 from __future__ import annotations
 
 import functools
+from typing import cast
 
 import regex as re
 import spacy
 from presidio_analyzer import RecognizerResult
 from presidio_analyzer.nlp_engine import NlpArtifacts
+from spacy.pipeline import Lemmatizer
 from spacy.tokens import Doc, Token
 
 from pipelines import runtime
@@ -52,7 +54,7 @@ _ORG_WORDS = ORG_WORDS | frozenset(  # and the institutions and places a run of 
 def lexicon() -> frozenset[str]:
     """Lower-case English words (WordNet's index as the model's lemmatizer ships it)."""
     others = ["tok2vec", "tagger", "parser", "attribute_ruler", "ner", "senter"]
-    lemmatizer = spacy.load(runtime.SPACY_MODEL, exclude=others).get_pipe("lemmatizer")
+    lemmatizer = cast(Lemmatizer, spacy.load(runtime.SPACY_MODEL, exclude=others).get_pipe("lemmatizer"))
     index = lemmatizer.lookups.get_table("lemma_index")
     return frozenset(w for words in index.values() for w in words if "_" not in w)
 

@@ -17,7 +17,7 @@ def synthetic(edges: int, seed: int = 1) -> list[DocContribution]:
     rng = random.Random(seed)
     vocab = [f"entity {i}" for i in range(max(10, edges // 4))]
     pairs: set[tuple[str, str]] = set()
-    docs = []
+    docs: list[DocContribution] = []
     while len(pairs) < edges:
         chunks = []
         for pos in range(10):

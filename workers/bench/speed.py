@@ -55,7 +55,8 @@ def beir_sluice(
         with tempfile.TemporaryDirectory(prefix="sluice-beir-") as tmp:
             root = Path(tmp)
             documents = write_beir_corpus(beir, root / "corpus", limit)
-            local = LocalSluice(root, **{"max_in_flight": "512", "max_queue_depth": "1024", **overrides})
+            bounds = {"max_in_flight": "512", "max_queue_depth": "1024", **overrides}
+            local = LocalSluice(root, persist=False, restart=False, **bounds)
             try:
                 local.start_workers()
                 yield local, root / "corpus", documents, client.connect(settings())
@@ -270,7 +271,7 @@ def bench_query(chunks: int = 100_000, queries: int = 200, cache: Path = Path(".
     import httpx
 
     from pipelines.embed import vector_space
-    from schemas.search import SearchRequest
+    from schemas.search import Mode, SearchRequest
     from workers import client
     from workers.launcher.embedded_redis import free_port
     from workers.launcher.local import LocalSluice
@@ -297,7 +298,7 @@ def bench_query(chunks: int = 100_000, queries: int = 200, cache: Path = Path(".
                 pass
             time.sleep(0.2)
 
-        def direct(q: str, mode: str = "hybrid", **kw: Any) -> float:
+        def direct(q: str, mode: Mode = Mode.hybrid, **kw: Any) -> float:
             t = time.perf_counter()
             client.search(SearchRequest(q=q, mode=mode, k=10, **kw))
             return (time.perf_counter() - t) * 1e3
@@ -312,8 +313,8 @@ def bench_query(chunks: int = 100_000, queries: int = 200, cache: Path = Path(".
             via_api(q)
         timing = {
             "hybrid": [direct(q) for q in asks],
-            "dense": [direct(q, "dense") for q in asks],
-            "lexical": [direct(q, "lexical") for q in asks],
+            "dense": [direct(q, Mode.dense) for q in asks],
+            "lexical": [direct(q, Mode.lexical) for q in asks],
             "filtered": [direct(q, tenant="t1", prefix="d/") for q in asks],
             "api": [via_api(q) for q in asks],
         }

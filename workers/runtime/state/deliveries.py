@@ -7,7 +7,7 @@ import json
 from typing import Any
 
 from workers.runtime.state import keys
-from workers.runtime.state.base import Base
+from workers.runtime.state.base import Base, text
 
 
 class Deliveries(Base):
@@ -30,7 +30,10 @@ class Deliveries(Base):
         """Count a start of ``step`` for ``event_id``; how many earlier starts never finished. Each is a
         worker that died inside the step (killed for its memory, a crash): late acks deliver it again."""
         key = _started(step, event_id)
-        started, _ = self.r.pipeline(transaction=False).incr(key).expire(key, self.ttl).execute()
+        pipe = self.r.pipeline(transaction=False)
+        pipe.incr(key)
+        pipe.expire(key, self.ttl)
+        started, _ = pipe.execute()
         return int(started) - 1
 
     def count_finish(self, step: str, event_id: str) -> None:
@@ -38,7 +41,7 @@ class Deliveries(Base):
 
     def sequencer(self, doc_id: str) -> str | None:
         raw = self.r.get(keys.s3_sequencer(doc_id))
-        return raw.decode() if raw else None
+        return text(raw) if raw else None
 
     def set_sequencer(self, doc_id: str, sequencer: str, ttl_s: int) -> None:
         self.r.set(keys.s3_sequencer(doc_id), sequencer, ex=ttl_s)
@@ -46,11 +49,14 @@ class Deliveries(Base):
     def object_digest(self, doc_id: str, etag: str) -> str | None:
         """sha256 of an S3 object's bytes, if it was computed for this very ETag."""
         raw = self.r.hget(keys.s3_etags(doc_id), etag)
-        return raw.decode() if raw else None
+        return text(raw) if raw else None
 
     def remember_digest(self, doc_id: str, etag: str, sha256: str) -> None:
         key = keys.s3_etags(doc_id)
-        self.r.pipeline().delete(key).hset(key, etag, sha256).execute()  # only the newest ETag
+        pipe = self.r.pipeline()
+        pipe.delete(key)
+        pipe.hset(key, etag, sha256)
+        pipe.execute()  # only the newest ETag
 
 
 

@@ -15,7 +15,7 @@ from celery import current_task
 from schemas.events import Event
 from workers.runtime.flow import ENTRY, STEPS, route
 from workers.runtime.state import keys
-from workers.runtime.state.base import TERMINAL, Base, Expired, as_fields
+from workers.runtime.state.base import TERMINAL, Base, Expired, as_fields, text
 
 FOLLOWUP_ARTIFACTS = ("followup", "graphcontrib")  # kept from upsert until the last follow-up ends
 # A stage's progress mark, written only while its event is unfinished (checked and set atomically, so a
@@ -66,18 +66,18 @@ class Events(Base):
         return Event.model_validate_json(raw)
 
     def event_info(self, event_id: str) -> dict[str, str]:
-        return {k.decode(): v.decode() for k, v in self.r.hgetall(keys.event(event_id)).items()}
+        return {text(k): text(v) for k, v in self.r.hgetall(keys.event(event_id)).items()}
 
     def statuses(self, event_ids: list[str]) -> list[str | None]:
         """Each event's status in one round trip (waiting clients poll thousands of events)."""
         pipe = self.r.pipeline(transaction=False)
         for event_id in event_ids:
             pipe.hget(keys.event(event_id), "status")
-        return [v.decode() if v else None for v in pipe.execute()]
+        return [text(v) if v else None for v in pipe.execute()]
 
     def is_latest(self, event: Event) -> bool:
         latest = self.r.get(keys.latest_event(event.doc_id))
-        return latest is None or latest.decode() == event.event_id
+        return latest is None or text(latest) == event.event_id
 
     def finish(self, event_id: str, status: str, release: bool = True, **fields: Any) -> None:
         """Terminal state for an event. It leaves the in-flight set unless follow-up work
@@ -92,8 +92,10 @@ class Events(Base):
 
     def release(self, event_id: str) -> None:
         """The event's follow-up work is over: its kept artifacts go and it no longer counts as in flight."""
-        self.r.pipeline(transaction=False).delete(*(keys.artifact(k, event_id) for k in FOLLOWUP_ARTIFACTS)).zrem(
-            keys.IN_FLIGHT, event_id).execute()
+        pipe = self.r.pipeline(transaction=False)
+        pipe.delete(*(keys.artifact(k, event_id) for k in FOLLOWUP_ARTIFACTS))
+        pipe.zrem(keys.IN_FLIGHT, event_id)
+        pipe.execute()
         memo = self._memo(event_id)
         for kind in FOLLOWUP_ARTIFACTS:
             memo.pop(kind, None)
@@ -108,7 +110,7 @@ class Events(Base):
     def stale_in_flight(self, idle_s: float, limit: int = 1000) -> list[str]:
         """Events in flight with no stage begun for ``idle_s`` (oldest first)."""
         ids = self.r.zrangebyscore(keys.IN_FLIGHT, "-inf", time.time() - idle_s, start=0, num=limit)
-        return [v.decode() for v in ids]
+        return [text(v) for v in ids]
 
     def touch_in_flight(self, event_id: str) -> None:
         """A sign of life for an event still in flight (it was sent on again)."""
@@ -156,5 +158,5 @@ class Events(Base):
                                         args=[stage, time.time(), event_id, runner(), *sorted(TERMINAL)])
         if not marked:
             return "duplicate"  # a late copy of a finished event: only re-admission (reset_event) reopens it
-        return event if latest is None or latest.decode() == event_id else "superseded"
+        return event if latest is None or text(latest) == event_id else "superseded"
 
