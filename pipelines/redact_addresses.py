@@ -58,12 +58,23 @@ _STREET_PATTERNS = [
         rf"(?<![\w.,/-])(?:(?P<num>{_HOUSE}),?[ \t]+)?(?P<type>(?i:{_PREFIX_TYPES}))\.?[ \t]+"
         rf"(?P<name>(?:{_WORD}[ \t]+){{0,3}}?(?!{_PARTICLE}[ \t]){_WORD})(?:,?[ \t]+(?P<num2>\d{{1,5}}[a-z]?)\b)?"
     ),
+    # Calle Carril de la Fuente 25: as above, the name running on to the house number after it
+    re.compile(
+        rf"(?<![\w.,/-])(?P<num>)(?P<type>(?i:{_PREFIX_TYPES}))\.?[ \t]+"
+        rf"(?P<name>(?:{_WORD}[ \t]+){{0,4}}(?!{_PARTICLE}[ \t]){_WORD}),?[ \t]+(?P<num2>\d{{1,5}}[a-z]?)\b"
+    ),
     # Nassaustraat 123 / árpád fejedelem útja 45. / 75 Auerstrasse 12
     re.compile(
         rf"(?<![\w.,/-])(?:(?P<num>{_HOUSE})[ \t]+)?(?P<name>(?:{_WORD}[ \t]+){{0,3}}?"
         rf"[\p{{L}}\p{{M}}'’\-]*(?P<type>(?i:{_SUFFIX_TYPES}))\.?)[ \t]+(?P<num2>\d{{1,5}}[a-z]?)\.?(?![\w-])"
     ),
 ]
+# A street named and typed but with no house number, or the number before the type ("at the corner of
+# Abbott Underpass St.", "lives on Alvaro Cunqueiro 83 street"): only with an address cue.
+_NAMED_STREET = re.compile(
+    rf"(?<![\w.,/-])(?P<name>(?:{_WORD}[ \t]+){{0,3}}?{_WORD})(?:[ \t]+(?P<num2>\d{{1,5}}[a-z]?))?"
+    rf"[ \t]+(?P<type>(?i:{_EN_TYPES}))\b\.?"
+)
 # No street type at all ("87 Jakobi 69", "11 Školní 939"): only with an address cue.
 _BARE_STREET = re.compile(
     rf"(?<![\w.,/-])(?P<num>{_HOUSE})[ \t]+(?P<name>(?:{_WORD}[ \t]+){{0,3}}{_WORD})"
@@ -98,7 +109,7 @@ _LABEL_LINE = re.compile(r"[^\w\n]*\w+(?:[ ]\w+)?[ ]*:")
 def _has_cue(text: str, start: int) -> bool:
     """An address cue in the ~60 characters before, within the same sentence."""
     window = text[max(0, start - 60) : start]
-    window = re.split(r"[.!?](?:\s|$)", window)[-1]
+    window = re.split(r"(?<!\b(?i:st|rd|ave|dr|blvd|ln|ct|pl|sq))[.!?](?:\s|$)", window)[-1]
     return bool(_ADDRESS_CUE.search(window))
 
 
@@ -111,7 +122,7 @@ def _line_at(text: str, pos: int) -> str:
 def _at_block_start(text: str, start: int) -> bool:
     """The match opens a line (or follows a 'label:'), as in a postal block."""
     before = text[text.rfind("\n", 0, start) + 1 : start]
-    return not before.strip(" \t?*•-") or before.rstrip().endswith(":")
+    return not before.strip(" \t?*•->|") or before.rstrip().endswith(":")
 
 
 def _name_ok(name: str, cased: bool, *, after_type: bool = False, loose: bool = False) -> bool:
@@ -193,7 +204,7 @@ def _without_type(m: re.Match, pattern: re.Pattern) -> str:
     is vetted by the pattern itself and need not be capitalised."""
     name = m.group("name")
     words = name.split()
-    if pattern is _STREET_PATTERNS[2] and len(words) > 1:
+    if pattern is _STREET_PATTERNS[3] and len(words) > 1:
         if words[-1].rstrip(".").lower() == m.group("type").lower():
             return " ".join(words[:-1])
     return name
@@ -203,12 +214,12 @@ def _name_line_above(text: str, start: int, cased: bool) -> tuple[int, int] | No
     """The addressee: the line just above a postal block (skipping one company line)."""
     head = max(0, start - 300)
     lines_before = text[head:start].split("\n")
-    if lines_before[-1].strip(" \t?*•-"):
+    if lines_before[-1].strip(" \t?*•->|"):
         return None  # the address does not open its line
     pos = start - len(lines_before[-1])
     for line in reversed(lines_before[:-1][-3:]):
         pos -= len(line) + 1
-        core = line.split(":")[-1].strip(" \t?*•-")
+        core = line.split(":")[-1].strip(" \t?*•->|")
         words = core.split()
         if not words:
             continue
@@ -252,8 +263,9 @@ class StreetAddressRecognizer(Recognizer):
                 bare = pattern is _BARE_STREET
                 name = _without_type(m, pattern)
                 typed_apart = name != m.group("name")  # "Árpád fejedelem útja 3": the type word stands alone
-                name_ok = _name_ok(name, cased, after_type=pattern is _STREET_PATTERNS[1],
+                name_ok = _name_ok(name, cased, after_type=pattern in _STREET_PATTERNS[1:3],
                                    loose=(bare and in_block) or typed_apart or cue)
+                # (after_type: both prefix-type patterns)
                 if not name_ok:
                     continue
                 if bare:
@@ -290,6 +302,11 @@ class StreetAddressRecognizer(Recognizer):
             name = _name_line_above(text, start, cased) if score >= 0.5 else None
             if name:
                 results.append(result(PERSON, *name, 0.6, "addressee line"))
+        for m in _NAMED_STREET.finditer(text, overlapped=True):
+            if m.group("type").lower() == "st" and cased and not m.group("type")[0].isupper():
+                continue
+            if _has_cue(text, m.start()) and _name_ok(m.group("name"), cased):
+                results.append(result(STREET_ADDRESS, m.start(), m.end(), 0.55, "named street"))
         for m in _BOX_ADDRESSES.finditer(text):
             end = _continuation(text, m.end(), cased)
             unit = _UNIT_BEFORE.search(text, max(0, m.start() - 24), m.start())

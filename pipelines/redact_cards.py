@@ -5,7 +5,9 @@ or 3-6, so Mastercard's 2-series ("2223 0031 2200 3222"), Diners' 14 digits as
 4-4-4-2 and 13-digit Visas ("4222-2222-2222-2") slip through. Here any run of
 13-19 digits in groups split by single spaces or dashes is a card when its
 issuer digit is 2-6 and the Luhn check holds: about one random digit run in ten
-passes the check, and none of the length of a phone number does.
+passes the check, and none of the length of a phone number does. Maestro cards
+may have 12 digits, as many as an order or account number: those count only with
+a card word before them ("block card no 560824628195").
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from presidio_analyzer.nlp_engine import NlpArtifacts
 
 from pipelines.redact_base import CREDIT_CARD, Recognizer, result
 
+_CARD_CUE = re.compile(r"(?i:\b(?:card|cards|credit|debit|maestro|visa|mastercard|amex|billing|payment)\b)")
 _CARD = re.compile(r"(?<![\w+\-.])[2-6]\d{1,5}(?:[ \-]?\d{1,6}){1,6}(?![\w]|[\-.]\d)")
 
 
@@ -29,7 +32,7 @@ def luhn(digits: str) -> bool:
 
 
 class LuhnCardRecognizer(Recognizer):
-    """Card numbers of 13-19 digits in any grouping (see the module docstring)."""
+    """Card numbers of 12-19 digits in any grouping (see the module docstring)."""
 
     ENTITIES = (CREDIT_CARD,)
 
@@ -39,6 +42,9 @@ class LuhnCardRecognizer(Recognizer):
         results = []
         for m in _CARD.finditer(text):
             digits = re.sub(r"\D", "", m.group())
-            if 13 <= len(digits) <= 19 and luhn(digits) and len(set(digits)) > 1:
+            long_enough = 13 <= len(digits) <= 19 or (
+                len(digits) == 12 and bool(_CARD_CUE.search(text, max(0, m.start() - 40), m.start()))
+            )
+            if long_enough and luhn(digits) and len(set(digits)) > 1:
                 results.append(result(CREDIT_CARD, m.start(), m.end(), 0.6, "luhn card"))
         return results

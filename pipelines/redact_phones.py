@@ -20,12 +20,13 @@ from pipelines.redact_base import PHONE_NUMBER, Recognizer, result
 
 LOOSE_PHONE = re.compile(
     r"(?<![\w+\-.])(?:(?:\+|00|\(\+)\d{1,3}\)?[\s.\-]?(?:\(\d{1,5}\)[\s.\-]?)?\d{1,12}(?:[ ./\-]\d{2,8}){0,5}"
-    r"|(?:\d[ .\-])?(?:\(\d{1,5}\)[\s.\-]?)?\d{2,5}(?:[ ./\-]\d{2,8}){1,5}|\d{7,15})"
+    r"|(?:\d[ .\-])?(?:\(\d{1,5}\)[\s.\-]?)?\d{2,5}(?:[ ./\-]\d{2,8}){1,5}|\(\d{2,5}\)[\s.\-]?\d{4,10}|\d{7,15})"
     r"(?:\s?(?i:x|ext\.?|extension)\s?\d{1,6})?(?!\w|-\d|\.\d)"
 )
 _PHONE_CUE = re.compile(
     r"(?i:\b(?:phone|tel|telephone|mobile|mob|cell|cellphone|call|fax|desk|contact|reach|answer(?:ing)?|"
-    r"whatsapp|sms|text me|dial|ring|landline)\b|\b(?:my|his|her|your|our|their) number\b)"
+    r"whatsapp|sms|text me|dial|ring|landline)\b|\b(?:my|his|her|your|our|their) (?:registered )?number\b|"
+    r"\b(?:my|his|her|your|our|their) registered\b)"
 )
 _PHONE_LABEL = r"(?i:office|mobile|cell|fax|home|work|desk|direct|main)"
 _PHONE_AFTER = re.compile(rf"[ \t\-]*\(?{_PHONE_LABEL}\b")  # "69 987 88 37 office", "751-954-9268-Fax"

@@ -1,0 +1,38 @@
+"""Identifiers that only their surroundings mark: a 12-digit Maestro number after a card word, a phone
+number after "registered" or with its trunk prefix in brackets, a street named without a house number
+at "the corner of", a continental street running on to its number, and a postal block quoted with ">".
+
+Every sentence is written here; the rules were found on generated sentences of templates the
+development set never used (README, "Redaction").
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from pipelines.redact import Redactor
+
+
+@pytest.fixture(scope="module")
+def redactor() -> Redactor:
+    return Redactor(b"cue-test-secret")
+
+
+@pytest.mark.parametrize(("text", "values"), [
+    ("Please block card no 501938472617 before tonight.", ["501938472617"]),
+    ("My debit card 601128473902 was swallowed by the machine.", ["601128473902"]),
+    ("No text ever reached my registered 312 555 019, can you check?", ["312 555 019"]),
+    ("Fax: (01632)960123", ["(01632)960123"]),
+    ("Meet me at the corner of Birchwood Lane and Harbour Road.", ["Birchwood", "Harbour"]),
+    ("Drop it at the corner of Oskarsgata 14 St. and Lindholm Park St.", ["Oskarsgata 14", "Lindholm"]),
+    ("She lives on Avenida Almirante Reis Sousa 112 these days.", ["Almirante Reis Sousa 112"]),
+    (">  Ana Ribeiro\n>  12 Rua Augusta 44\n>  Apt. 3\n>  Lisboa", ["12 Rua Augusta 44", "Apt. 3", "Ana Ribeiro"]),
+])
+def test_an_identifier_marked_by_its_surroundings_is_redacted(redactor: Redactor, text: str, values: list[str]) -> None:
+    out = redactor.redact(text).text
+    assert not [v for v in values if v in out], out
+
+
+def test_twelve_digits_without_a_card_word_stay(redactor: Redactor) -> None:
+    text = "Order 501938472617 shipped on Tuesday."  # Luhn-valid, as one random number in ten is
+    assert redactor.redact(text).text == text
