@@ -41,6 +41,8 @@ class Generation(BaseModel):
     documents: int = 0  # build progress: documents to copy, and copied
     copied: int = 0
     embedded: int = 0  # chunks the build embedded
+    chunks_total: int = 0  # build progress in chunks: the live generation's, and this one's so far
+    chunks_done: int = 0
     error: str = ""
     gate: dict[str, float | bool | str] | None = None  # the last `compare` against the live generation
 

@@ -14,6 +14,10 @@ registry directory. Flower has worker and task metrics but no queue depth
   every task, named after its stage (parse, redact, ..., graph_extract, summarise) or query (search, ping)
 - ``sluice_chunks_total{kind}``: embedded, reused, deleted
 - ``sluice_index_chunks``, ``sluice_query_worker_up``
+- ``sluice_generation_live{generation,space,backend}`` (1 for the live generation, 0 for the others),
+  ``sluice_generation_chunks{generation}`` (points it holds), ``sluice_generation_building{generation}``
+  (1 while its build runs), ``sluice_generation_build_chunks_done|_total{generation}`` and
+  ``sluice_generation_build_documents_done|_total{generation}`` (a build's progress; done = total once built)
 - ``sluice_graph_documents|entities|edges{tenant}``
 - ``sluice_summary_cost_usd_total``, ``sluice_summary_tokens_total{direction}``,
   ``sluice_summary_batches{state}``, ``sluice_summary_requests{state}``, ``sluice_summary_budget_usd``
@@ -31,7 +35,7 @@ from prometheus_client.registry import Collector
 
 from workers.followups.batch import summariser
 from workers.query.health import query_worker_sizes
-from workers.runtime import telemetry
+from workers.runtime import dispatch, telemetry
 from workers.runtime.flow import ALL_QUEUES
 from workers.runtime.state import State
 
@@ -47,7 +51,10 @@ METRICS = (
     "sluice_events_finished", "sluice_dead_lettered", "sluice_dead_letters", "sluice_task_duration_seconds",
     "sluice_task_runs", "sluice_chunks", "sluice_query_worker_up", "sluice_index_chunks", "sluice_graph_documents",
     "sluice_graph_entities", "sluice_graph_edges", "sluice_summary_cost_usd", "sluice_summary_tokens",
-    "sluice_summary_batches", "sluice_summary_requests", "sluice_summary_budget_usd",
+    "sluice_summary_batches", "sluice_summary_requests", "sluice_summary_budget_usd", "sluice_generation_live",
+    "sluice_generation_chunks", "sluice_generation_building", "sluice_generation_build_chunks_done",
+    "sluice_generation_build_chunks_total", "sluice_generation_build_documents_done",
+    "sluice_generation_build_documents_total",
 )
 
 
@@ -108,6 +115,7 @@ class SluiceCollector(Collector):
         yield chunks
 
         yield from self._query_worker()
+        yield from self._generations()
         yield from self._summaries()
 
     def _query_worker(self) -> Iterator[Metric]:
@@ -121,6 +129,34 @@ class SluiceCollector(Collector):
             for tenant, stats in sorted(graphs.items()):
                 g.add_metric([tenant], stats.get(field, 0))
             yield g
+
+    def _generations(self) -> Iterator[Metric]:
+        """Every generation of the index and its build's progress, as the index owner knows them now."""
+        result = dispatch.publish("generation", ("list", {}))
+        try:
+            listed = result.get(timeout=ASK_TIMEOUT_S)["generations"]
+        except Exception as exc:  # the query worker is down or busy: sluice_query_worker_up says so
+            result.backend.remove_pending_result(result)
+            log.debug("generations unavailable: %s", exc)
+            return
+        live = GaugeMetricFamily("sluice_generation_live", "1 for the live index generation (searches use it), 0 for "
+                                 "the others.", labels=["generation", "space", "backend"])
+        size = GaugeMetricFamily("sluice_generation_chunks", "Chunks (points) in an index generation.",
+                                 labels=["generation"])
+        building = GaugeMetricFamily("sluice_generation_building", "1 while a generation's build runs.",
+                                     labels=["generation"])
+        progress = {f"sluice_generation_build_{what}_{end}": GaugeMetricFamily(
+            f"sluice_generation_build_{what}_{end}", f"A generation build's {what}: {end}.", labels=["generation"])
+            for what in ("chunks", "documents") for end in ("done", "total")}
+        for name, g in sorted(listed.items()):
+            live.add_metric([name, g["space"], g["backend"]], int(bool(g["live"])))
+            size.add_metric([name], g["chunks"])
+            building.add_metric([name], int(g["status"] == "building"))
+            progress["sluice_generation_build_chunks_done"].add_metric([name], g.get("chunks_done", 0))
+            progress["sluice_generation_build_chunks_total"].add_metric([name], g.get("chunks_total", 0))
+            progress["sluice_generation_build_documents_done"].add_metric([name], g["copied"])
+            progress["sluice_generation_build_documents_total"].add_metric([name], g["documents"])
+        yield from (live, size, building, *progress.values())
 
     def _summaries(self) -> Iterator[Metric]:
         try:

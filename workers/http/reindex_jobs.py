@@ -1,7 +1,16 @@
 """Re-index requests: the event for one indexed document, read fresh from its source, and bulk jobs.
 
 Bulk re-indexing runs in a background thread paced by admission control; its state lives in
-Redis, so any process (``sluice reindex status|cancel``) can watch or cancel it."""
+Redis, so any process (``sluice reindex status|cancel``) can watch or cancel it.
+
+A forced re-index of the whole index (``{"scope": "all", "force": true}``, no tenant) is what a user
+runs after upgrading sluice: every document is read again from its source (so a better parser,
+redactor or chunker reaches every document: the index keeps no unredacted text, so nothing else
+can apply a better redaction), then a fresh index generation is built from those chunk texts with
+the configured embedder (a new embedding model or runtime, a fresh shard or collection), compared
+against the live one and switched to when the gate passes. The job's status walks through the
+phases: running (re-reading), building, comparing, switching, done. Searches keep being answered
+throughout: each document changes atomically, and the switch is one step."""
 
 from __future__ import annotations
 
@@ -25,7 +34,16 @@ from workers.sources.folder import folder_path
 
 log = logging.getLogger("sluice.webhooks")
 LEASE_S = 60  # a bulk job that stops heartbeating for this long is abandoned
+POLL_S = 1.0  # how often a job looks at its generation's build
 Documents = Callable[[], dict[str, dict[str, Any]]]
+Ask = Callable[[str, dict[str, Any]], dict[str, Any]]  # a `sluice generation` command to the index owner
+
+
+def ask_index_owner(op: str, params: dict[str, Any]) -> dict[str, Any]:
+    from workers.client import ask
+
+    answer: dict[str, Any] = ask("generation", (op, params), timeout_s=600)
+    return answer
 
 
 def current_version(st: State, s: Settings, source: str, key: str) -> str | None:
@@ -68,8 +86,8 @@ class ReindexJobs:
     still find room while it runs. Its state lives in Redis, so any process
     (``sluice reindex status|cancel``) can watch or cancel it."""
 
-    def __init__(self, st: State, s: Settings, documents: Documents) -> None:
-        self.st, self.s, self.documents = st, s, documents
+    def __init__(self, st: State, s: Settings, documents: Documents, generation: Ask = ask_index_owner) -> None:
+        self.st, self.s, self.documents, self.generation = st, s, documents, generation
         half = {"max_in_flight": max(1, s.max_in_flight // 2), "max_queue_depth": max(1, s.max_queue_depth // 2)}
         self.paced = Ingress(st, s.model_copy(update=half))
 
@@ -121,7 +139,12 @@ class ReindexJobs:
                 elif not self._submit(job, event):
                     break
                 self._save(job)
-            job["status"] = "cancelled" if self._cancelled(job) else "done"
+            if self._cancelled(job):
+                job["status"] = "cancelled"
+            elif isinstance(req, AllScope) and req.force and not req.tenant:
+                self._new_generation(job)
+            else:
+                job["status"] = "done"
         except Exception as exc:  # the query worker or Redis went away: say so, do not hang
             log.exception("re-index job %s failed", job["id"])
             job["status"] = "failed"
@@ -130,6 +153,47 @@ class ReindexJobs:
             job["finished_at"] = time.time()
             self._save(job)
             self.st.release_bulk(job["id"])
+
+    def _ask(self, op: str, params: dict[str, Any]) -> dict[str, Any]:
+        answer = self.generation(op, params)
+        if "refused" in answer:
+            raise RuntimeError(f"the index owner refused {op}: {answer['refused']}")
+        return answer
+
+    def _new_generation(self, job: dict[str, Any]) -> None:
+        """Build a fresh generation beside the live one, gate it, switch to it (the job's later phases)."""
+        job["status"] = "building"
+        made = self._ask("create", {})
+        view = job["generation"] = {"name": made["name"], "space": made["space"], "backend": made["backend"]}
+        self._save(job)
+        while True:
+            g = self._ask("list", {})["generations"][made["name"]]
+            view.update({k: g[k] for k in ("status", "documents", "copied", "chunks_done", "chunks_total", "embedded")})
+            if g["status"] != "building":
+                break
+            if self._cancelled(job):
+                self._ask("drop", {"name": made["name"]})
+                job["status"] = "cancelled"
+                return
+            self._save(job)
+            time.sleep(POLL_S)
+        if g["status"] == "failed":
+            raise RuntimeError(f"building generation {made['name']} failed: {g.get('error', '')}")
+        job["status"] = "comparing"
+        self._save(job)
+        gate = self._ask("compare", {"name": made["name"]})
+        view["gate"] = {k: gate[k] for k in ("measure", "probes", "live", "candidate", "passed")}
+        if not gate["passed"]:
+            job["status"] = "failed"
+            job["errors"] = (job["errors"] + [{"key": "", "error": (
+                f"generation {made['name']} failed its gate ({gate['candidate']} vs {gate['live']}): it is kept, not live; "
+                f"sluice generation switch {made['name']} --force makes it live, sluice generation drop removes it")}])[-20:]
+            return
+        job["status"] = "switching"
+        self._save(job)
+        switched = self._ask("switch", {"name": made["name"]})
+        view.update(live=True, previous=switched["previous"])
+        job["status"] = "done"
 
     def _submit(self, job: dict[str, Any], event: Event) -> bool:
         """Submit one event, waiting for room while watching for cancellation. False if cancelled."""

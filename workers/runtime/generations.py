@@ -9,10 +9,13 @@ switch), and the index owner embeds again whatever reaches it in another space.
 from __future__ import annotations
 
 import logging
+import os
 import random
 import shutil
+import socket
 import threading
 import time
+import uuid
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -36,6 +39,50 @@ GATE_TOLERANCE = 0.02  # a new generation may find a chunk's own text as its chu
 JUDGED_TOLERANCE = 0.01  # or score this much less nDCG@10 on the user's judged queries
 PROBES = 200
 BUILD_BATCH = 32  # documents copied, and their chunks embedded, per step of a build
+
+
+class BuildTask:
+    """A build shown in Flower as a task of its own (``sluice.generation_build``): received, started, then
+    state PROGRESS with its counts as the result, then succeeded or failed. Celery task events are what
+    Flower reads; the build runs in a thread of the index owner, not as a task, so it sends them itself.
+    Only the generation's name and counts are sent, never a document's text or key."""
+
+    NAME = "sluice.generation_build"
+
+    def __init__(self, generation: Generation, hostname: str | None) -> None:
+        self.generation = generation
+        self.hostname = hostname or f"query@{socket.gethostname()}"
+        self.id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"sluice-build:{generation.location}:{generation.created_at}"))
+        self.started = time.monotonic()
+
+    def _send(self, kind: str, **fields: Any) -> None:
+        from workers.runtime.app import app
+
+        try:
+            with app.events.default_dispatcher(hostname=self.hostname) as events:
+                events.send(kind, uuid=self.id, **fields)
+        except Exception as exc:  # monitoring must never stop a build
+            log.debug("build event %s not sent: %s", kind, exc)
+
+    def begin(self) -> None:
+        self._send("task-received", name=self.NAME, args=repr((self.generation.name,)), kwargs="{}", retries=0,
+                   eta=None, root_id=self.id, parent_id=None)
+        self._send("task-started", pid=os.getpid())
+
+    def progress(self) -> None:
+        g = self.generation
+        self._send("task-progress", result=f"{g.chunks_done}/{g.chunks_total} chunks, {g.copied}/{g.documents} documents, "
+                                           f"{g.embedded} embedded")
+
+    def end(self, dropped: bool = False) -> None:
+        g, runtime = self.generation, time.monotonic() - self.started
+        if dropped:
+            self._send("task-revoked", terminated=False, expired=False, signum=None)
+        elif g.status == "failed":
+            self._send("task-failed", exception=g.error, traceback="", runtime=runtime)
+        else:
+            self._send("task-succeeded", result=f"{g.name} {g.status}: {g.chunks_done} chunks, {g.embedded} embedded",
+                       runtime=runtime)
 
 
 class Generations:
@@ -159,11 +206,11 @@ class Generations:
             generation = started(self.registry, runtime, vector_space(runtime), where, self.config.chunk_tokens,
                                  self.config.chunk_overlap_tokens)
             self._save()
-        self._start_build(generation.name)
+        self._start_build(generation.name, _asking_worker())
         return generation
 
-    def _start_build(self, name: str) -> None:
-        threading.Thread(target=self._build, args=(name,), name=f"build-{name}", daemon=True).start()
+    def _start_build(self, name: str, hostname: str | None = None) -> None:
+        threading.Thread(target=self._build, args=(name, hostname), name=f"build-{name}", daemon=True).start()
 
     def _yield_to_live_traffic(self) -> None:
         """Admission control: a build waits while searches or index work are queued."""
@@ -172,13 +219,16 @@ class Generations:
                 return
             time.sleep(0.02)
 
-    def _build(self, name: str) -> None:
+    def _build(self, name: str, hostname: str | None = None) -> None:
         generation = self.registry.generations[name]
         target, embedder = self._open(generation.location), self.embedder_for(generation.backend)
+        task = BuildTask(generation, hostname)
+        task.begin()
         try:
             for attempt in range(2):  # the second pass meets what changed in the live one meanwhile
                 docs = sorted(self.live_index().documents())
                 generation.documents, generation.copied = len(docs), 0
+                generation.chunks_total = self.live_index().count()
                 for start in range(0, len(docs), BUILD_BATCH):
                     if self._stop.is_set() or name not in self.registry.generations:
                         return
@@ -188,12 +238,15 @@ class Generations:
                         generation.embedded += copy_documents(self.live_index(), target, batch, embedder.embed,
                                                               self.bm25, generation.space)
                     generation.copied += len(batch)
+                    generation.chunks_done = min(target.count(), generation.chunks_total)
                     self._save()
+                    task.progress()
                 with self.lock:
                     for doc_id in set(target.documents()) - set(self.live_index().documents()):
                         target.delete_document(doc_id)
             with self.lock:
                 generation.status, generation.built_at = "ready", time.time()
+                generation.chunks_done = generation.chunks_total = target.count()
                 self._save()
             log.info("generation %s built: %d documents, %d chunks embedded", name, generation.copied, generation.embedded)
         except Exception as exc:
@@ -201,6 +254,9 @@ class Generations:
                 generation.status, generation.error = "failed", f"{type(exc).__name__}: {str(exc)[:200]}"
                 self._save()
             log.exception("building generation %s failed", name)
+        finally:
+            if not self._stop.is_set():  # a stopping worker resumes the build at its next start
+                task.end(dropped=name not in self.registry.generations)
 
     # -- the gate, the switch and the rest ------------------------------------------------------------------
 
@@ -287,3 +343,10 @@ class Generations:
         self._stop.set()
         for index in self._indexes.values():
             index.close()
+
+
+def _asking_worker() -> str | None:
+    """The Celery worker whose task asked for a build (Flower files the build under it)."""
+    from celery import current_task
+
+    return getattr(getattr(current_task, "request", None), "hostname", None) if current_task else None
