@@ -15,6 +15,7 @@ from pipelines.index import SCHEMA_VERSION, Index, IndexPoint
 from pipelines.lexical import Bm25Encoder
 from schemas.documents import Chunk, ChunkPlan, RedactedDocument
 from schemas.events import Event
+from schemas.search import PREFIX_CHARS
 
 
 @dataclass(frozen=True)
@@ -47,9 +48,11 @@ def plan_counts(chunks: list[Chunk], plan: ChunkPlan) -> dict[str, int]:
 
 
 def key_prefixes(key: str) -> list[str]:
-    """Every folder prefix of a key ("a/b/c.txt" -> ["a/", "a/b/"]), for prefix filters."""
-    parts = key.split("/")[:-1]
-    return ["/".join(parts[: i + 1]) + "/" for i in range(len(parts))]
+    """Every prefix a search's ``prefix`` may name, matched as a keyword inside Qdrant: each first 1..N
+    characters of the key up to PREFIX_CHARS ("a/bc" -> "a", "a/", "a/b", "a/bc"), then each folder
+    prefix beyond. A superset of the folder prefixes stored before: those points still match folders."""
+    chars = [key[:n] for n in range(1, min(len(key), PREFIX_CHARS) + 1)]
+    return chars + [key[: i + 1] for i, c in enumerate(key) if c == "/" and i >= PREFIX_CHARS]
 
 
 def _payload(chunk: Chunk, meta: DocumentMeta, now: str) -> dict[str, Any]:

@@ -11,6 +11,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 # Payload keyword fields a request may filter on (anything else is a 422).
 FILTERABLE = ("doc_id", "tenant", "source", "key", "file_type", "chunk_hash", "doc_version")
+# A point stores every character prefix of its key up to this length, and every folder prefix beyond it
+# (pipelines/upsert.key_prefixes): a longer prefix that is not a folder cannot be matched in the index.
+PREFIX_CHARS = 128
 
 
 def tenant_refusal(tenants: Sequence[str], tenant: str | None) -> str | None:
@@ -45,15 +48,19 @@ class SearchRequest(BaseModel):
 
     q: str = Field(min_length=1, max_length=2000, description="What to look for.")
     k: int = Field(default=10, ge=1, le=100, description="How many results.")
-    mode: Mode = Mode.hybrid
-    tenant: str | None = None
-    doc_id: str | None = None
+    mode: Mode = Field(default=Mode.hybrid, description="hybrid (dense and BM25 fused), dense (meaning), lexical"
+                       " (BM25 words), graph (chunks of the query's entities and their neighbours) or mix.")
+    tenant: str | None = Field(default=None, description="Tenant to search; required when sluice serves several"
+                               " (an API key bound to one tenant implies it).")
+    doc_id: str | None = Field(default=None, description="Only this document's chunks.")
     file_type: str | None = Field(default=None, description="Extension without dot, e.g. pdf.")
-    prefix: str | None = Field(default=None, description="Folder prefix of the document key, e.g. reports/2024/.")
-    created_after: datetime | None = None
-    created_before: datetime | None = None
-    updated_after: datetime | None = None
-    updated_before: datetime | None = None
+    prefix: str | None = Field(default=None, description="Start of the document key: a folder (reports/2024/) or"
+                               f" any first characters (water finds waterfall.txt); at most {PREFIX_CHARS}"
+                               " characters unless it ends with /.")
+    created_after: datetime | None = Field(default=None, description="Chunks first indexed at or after (ISO 8601).")
+    created_before: datetime | None = Field(default=None, description="Chunks first indexed at or before (ISO 8601).")
+    updated_after: datetime | None = Field(default=None, description="Chunks last written at or after (ISO 8601).")
+    updated_before: datetime | None = Field(default=None, description="Chunks last written at or before (ISO 8601).")
     filters: dict[str, str] = Field(default_factory=dict, description="Any payload keyword field -> value.")
     group_by_document: bool = Field(default=False, description="Best chunk per document only.")
     scope: Scope = Field(default=Scope.chunks, description="chunks, summaries (one per document) or all.")
@@ -80,8 +87,11 @@ class SearchRequest(BaseModel):
 
     @field_validator("prefix")
     @classmethod
-    def _folder_prefix(cls, v: str | None) -> str | None:
-        return v if v is None or v.endswith("/") else v + "/"
+    def _indexed_prefix(cls, v: str | None) -> str | None:
+        """A prefix is taken as given (``water`` finds ``waterfall.txt``); one the index cannot match is refused."""
+        if v is not None and len(v) > PREFIX_CHARS and not v.endswith("/"):
+            raise ValueError(f"a prefix longer than {PREFIX_CHARS} characters must end with / (a folder)")
+        return v or None
 
 
 class SearchHit(BaseModel):
