@@ -219,7 +219,8 @@ def _may_be_person(text: str, r: RecognizerResult, doc: Doc) -> bool:
     headed by a person word ("Customer", "Name") holds people ("Team": Blues, Flyers)."""
     strong = (r.recognition_metadata or {}).get("recognizer_name") == "name by context"
     span = doc.char_span(r.start, r.end, alignment_mode="expand")
-    if span is not None and len(span) and plural_noun(span[-1]) and not strong:
+    # "Zak Sanders" is somebody: a plural that people mostly write capitalised is a surname
+    if span is not None and len(span) and plural_noun(span[-1]) and common(span[-1].text) and not strong:
         return False
     header = _table_header(text, r.start)
     return header is None or bool(PERSON_FIELDS.search(header))

@@ -1,4 +1,4 @@
-"""Identifiers that only their surroundings mark: a 12-digit Maestro number after a card word, a phone
+"""Identifiers that only their surroundings mark (and a surname that looks like a plural noun): a 12-digit Maestro number after a card word, a phone
 number after "registered" or with its trunk prefix in brackets, a street named without a house number
 at "the corner of", a continental street running on to its number, and a postal block quoted with ">".
 
@@ -26,6 +26,7 @@ def redactor() -> Redactor:
     ("Meet me at the corner of Birchwood Lane and Harbour Road.", ["Birchwood", "Harbour"]),
     ("Drop it at the corner of Oskarsgata 14 St. and Lindholm Park St.", ["Oskarsgata 14", "Lindholm"]),
     ("She lives on Avenida Almirante Reis Sousa 112 these days.", ["Almirante Reis Sousa 112"]),
+    ("Ivo Sanders from Harbour Trust Inc. gives the keynote.", ["Ivo", "Sanders"]),  # a plural-looking surname
     (">  Ana Ribeiro\n>  12 Rua Augusta 44\n>  Apt. 3\n>  Lisboa", ["12 Rua Augusta 44", "Apt. 3", "Ana Ribeiro"]),
 ])
 def test_an_identifier_marked_by_its_surroundings_is_redacted(redactor: Redactor, text: str, values: list[str]) -> None:
