@@ -3,14 +3,16 @@
 A private sluice as ``sluice up`` runs it (persistent Redis, children started again when they exit,
 beat with the in-flight sweep) ingests generated documents while, at random moments, a pipeline
 pool child, the whole pipeline worker, the query worker or Redis is SIGKILLed (Redis is started
-again after ``outage_s``, as the supervisor would). The figures a user checks: documents expected,
-indexed, dead-lettered and lost; duplicate points (points beyond the chunks the manifest names);
-events left in flight; and per kind of kill the recovery time, from the kill to the next document
-that finishes.
+again after ``outage_s``, as the supervisor would). An ingest that ends before every kill is done
+is followed by another round that edits every document, so all ``kills`` of each kind land on work
+in progress. The figures a user checks: documents expected, indexed at their last version,
+dead-lettered and lost; duplicate points (points beyond the chunks the manifest names); events left
+in flight; and per kind of kill the recovery time, from the kill to the next document that finishes.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import random
 import signal
@@ -29,12 +31,18 @@ KINDS = ("pipeline_child", "pipeline_worker", "query_worker", "redis")
 SETTLE_S = 600.0  # how long the ingest and its follow-ups may take to finish after the last kill
 
 
-def write_documents(folder: Path, docs: int) -> None:
-    folder.mkdir(parents=True)
+def write_documents(folder: Path, docs: int, edition: int = 0) -> dict[str, str]:
+    """The documents of one round; returns file name -> sha256 of its bytes (the version to expect)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    versions = {}
     for i in range(docs):
-        (folder / f"report-{i:04}.txt").write_text(
-            f"Survey {i} of the tide pools at station {i % 37}.\n\n"
-            + " ".join(f"Pool {i}-{j} held {j % 9} anemones and a crab." for j in range(40)) + "\n")
+        data = (f"Survey {i} of the tide pools at station {i % 37}, edition {edition}.\n\n"
+                + " ".join(f"Pool {i}-{j} held {(j + edition) % 9} anemones and a crab." for j in range(40))
+                + "\n").encode()
+        name = f"report-{i:04}.txt"
+        (folder / name).write_bytes(data)
+        versions[name] = hashlib.sha256(data).hexdigest()
+    return versions
 
 
 def _finished(st: Any) -> int:
@@ -85,48 +93,55 @@ def _run(docs: int, kills: int, rng: random.Random, outage_s: float) -> dict[str
 
     with tempfile.TemporaryDirectory(prefix="sluice-chaos-") as tmp:
         root = Path(tmp)
-        write_documents(root / "docs", docs)
         local = LocalSluice(root, persist=True, restart=True, stale_after_s="60", sweep_interval_s="5")
         try:
             local.start_workers()
             local.start("beat", "beat")
             st = client.connect(settings())
-            events = client.events_for([root / "docs"], settings())
-            result: dict[str, Any] = {}
-            ingest = threading.Thread(target=lambda: result.update(r=client.ingest(st, settings(), events, True)),
-                                      daemon=True)
-            started = time.monotonic()
-            ingest.start()
             plan = [kind for kind in KINDS for _ in range(kills)]
             rng.shuffle(plan)
             recovery: dict[str, list[float]] = {kind: [] for kind in KINDS}
-            for kind in plan:
-                time.sleep(rng.uniform(0.2, 2.0))
-                if not ingest.is_alive():
-                    break
-                before = _finished(st)
-                kill(local, kind, rng, outage_s)
-                killed = time.monotonic()
-                while _finished(st) <= before and ingest.is_alive() and time.monotonic() - killed < SETTLE_S:
-                    time.sleep(0.1)
-                recovery[kind].append(round(time.monotonic() - killed, 1))
-            ingest.join(SETTLE_S)
+            started = time.monotonic()
+            rounds = 0
+            finished = True
+            while rounds == 0 or plan:
+                versions = write_documents(root / "docs", docs, rounds)
+                rounds += 1
+                events = client.events_for([root / "docs"], settings())
+                result: dict[str, Any] = {}
+                ingest = threading.Thread(
+                    target=lambda: result.update(r=client.ingest(st, settings(), events, True)), daemon=True)
+                ingest.start()
+                while plan:
+                    time.sleep(rng.uniform(0.2, 2.0))
+                    if not ingest.is_alive():
+                        break
+                    kind = plan.pop()
+                    before = _finished(st)
+                    kill(local, kind, rng, outage_s)
+                    killed = time.monotonic()
+                    while _finished(st) <= before and ingest.is_alive() and time.monotonic() - killed < SETTLE_S:
+                        time.sleep(0.1)
+                    recovery[kind].append(round(time.monotonic() - killed, 1))
+                ingest.join(SETTLE_S)
+                finished = finished and result.get("r") is not None
             deadline = time.monotonic() + SETTLE_S
             while client.through_outages(st.in_flight) and time.monotonic() < deadline:
                 time.sleep(0.5)
-            report = result.get("r")
-            indexed = client.manifest(None, timeout_s=120)
-            chunks = sum(int(d["chunks"]) for d in indexed.values())
+            manifest = client.manifest(None, timeout_s=120)
+            chunks = sum(int(d["chunks"]) for d in manifest.values())
             points = int(client.ask("ping", timeout_s=120)["chunks"])
-            letters = {d["doc_id"] for d in st.dead_letters()}
+            current = {doc_id for doc_id, d in manifest.items() if versions.get(Path(d["key"]).name) == d["version"]}
+            letters = {d["doc_id"] for d in st.dead_letters()} - current
             return {
                 "documents_expected": docs,
-                "indexed": len(indexed),
-                "dead_lettered": len(letters - set(indexed)),
-                "lost": docs - len(indexed) - len(letters - set(indexed)),
+                "rounds": rounds,
+                "indexed": len(current),
+                "dead_lettered": len(letters),
+                "lost": docs - len(current) - len(letters),
                 "duplicate_points": points - chunks,
                 "left_in_flight": st.in_flight(),
-                "ingest_finished": report is not None,
+                "ingest_finished": finished,
                 "kills": {kind: len(times) for kind, times in recovery.items()},
                 "recovery_s": {kind: {"median": statistics.median(t), "max": max(t)} if t else None
                                for kind, t in recovery.items()},

@@ -1,4 +1,5 @@
-"""`sluice bench chaos`: one SIGKILL of each kind during a small ingest loses, duplicates and strands nothing."""
+"""`sluice bench chaos`: one SIGKILL of each kind during a small ingest loses, duplicates and strands nothing;
+every document ends at its last version."""
 
 from __future__ import annotations
 
@@ -14,9 +15,8 @@ def test_bench_chaos_one_kill_of_each_kind_loses_nothing(tmp_path):
     no_traceback(result)
     assert result.returncode == 0, result.stderr[-3000:]
     figures = json.loads(result.stdout)
-    kills = figures["kills"]  # the ingest may end before the last kind's moment comes
-    assert set(kills) == {"pipeline_child", "pipeline_worker", "query_worker", "redis"}, figures
-    assert all(n <= 1 for n in kills.values()) and sum(kills.values()) >= 3, figures
+    # every kill lands on work in progress: an ingest that ends first is followed by a round of edits
+    assert figures["kills"] == {"pipeline_child": 1, "pipeline_worker": 1, "query_worker": 1, "redis": 1}, figures
     assert figures["indexed"] + figures["dead_lettered"] == figures["documents_expected"] == 30, figures
     assert (figures["lost"], figures["duplicate_points"], figures["left_in_flight"]) == (0, 0, 0), figures
     print(figures)
