@@ -11,19 +11,25 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
-from schemas.search import Mode, Scope, SearchRequest, SearchResponse, tenant_refusal
+from schemas.document_view import DocumentChunk, DocumentStatus, DocumentSummary, DocumentView
+from schemas.search import FILTERABLE, Mode, Scope, SearchRequest, SearchResponse, tenant_refusal
 from workers import client
-from workers.followups.summaries import summary_view
 from workers.http import auth
 from workers.http.asking import ask
 from workers.http.graph import graph_router
 from workers.http.metrics import metrics_router
+from workers.http.pages import documented_app, page_router
 from workers.http.webhooks import webhook_router
 from workers.runtime import dispatch
 from workers.runtime.config import settings
 
 ECHO_CHARS = 100  # of a bad value, echoed in a 422: enough to recognise it, never the whole request
 SEARCH_PARAMS = set(SearchRequest.model_fields) - {"filters"} | {"filter"}
+
+
+def _about(field: str) -> Any:
+    """A GET /search query parameter described as the SearchRequest field it fills (one wording for both)."""
+    return Query(description=SearchRequest.model_fields[field].description)
 
 
 def _validated(fields: dict[str, Any]) -> SearchRequest:
@@ -61,7 +67,8 @@ async def _invalid(request: Request, exc: Exception) -> JSONResponse:
 
 
 def create_app() -> FastAPI:
-    api = FastAPI(title="sluice", version="0.1.0", description="Search what sluice has indexed.")
+    # /docs and /redoc from installed assets: they work behind a firewall
+    api = documented_app(title="sluice", version="0.1.0", description="Search what sluice has indexed.")
     api.add_exception_handler(RequestValidationError, _invalid)
     state = client.connect(settings())
     caller = auth.caller_of(settings())  # refuses tenants without keys
@@ -69,6 +76,7 @@ def create_app() -> FastAPI:
     api.include_router(webhook_router(state, settings()))  # POST /webhooks/reindex, /webhooks/s3
     api.include_router(metrics_router(state))  # GET /metrics (Prometheus; read from Redis when scraped)
     api.include_router(graph_router(caller))  # GET /graph/entities, /graph/entities/{id}, /graph/path, ...
+    api.include_router(page_router())  # GET /: the search page (static; it calls /search with the reader's key)
 
     @api.get("/healthz")
     def healthz() -> dict[str, str]:
@@ -100,20 +108,21 @@ def create_app() -> FastAPI:
     @api.get("/search", response_model=SearchResponse)
     def search_get(
         request: Request,
-        q: Annotated[str, Query(description="What to look for.")],
-        k: int = 10,
-        mode: Mode = Mode.hybrid,
-        tenant: str | None = None,
-        doc_id: str | None = None,
-        file_type: str | None = None,
-        prefix: str | None = None,
-        created_after: datetime | None = None,
-        created_before: datetime | None = None,
-        updated_after: datetime | None = None,
-        updated_before: datetime | None = None,
-        group_by_document: bool = False,
-        scope: Scope = Scope.chunks,
-        filter: Annotated[list[str], Query(description="field:value, repeatable")] = [],  # noqa: B006
+        q: Annotated[str, _about("q")],
+        k: Annotated[int, _about("k")] = 10,
+        mode: Annotated[Mode, _about("mode")] = Mode.hybrid,
+        tenant: Annotated[str | None, _about("tenant")] = None,
+        doc_id: Annotated[str | None, _about("doc_id")] = None,
+        file_type: Annotated[str | None, _about("file_type")] = None,
+        prefix: Annotated[str | None, _about("prefix")] = None,
+        created_after: Annotated[datetime | None, _about("created_after")] = None,
+        created_before: Annotated[datetime | None, _about("created_before")] = None,
+        updated_after: Annotated[datetime | None, _about("updated_after")] = None,
+        updated_before: Annotated[datetime | None, _about("updated_before")] = None,
+        group_by_document: Annotated[bool, _about("group_by_document")] = False,
+        scope: Annotated[Scope, _about("scope")] = Scope.chunks,
+        filter: Annotated[list[str], Query(description="field:value on a payload keyword field, repeatable"
+                                           f" ({', '.join(FILTERABLE)}).")] = [],  # noqa: B006
         who: auth.Caller = who_asks,
     ) -> SearchResponse:
         tenant = who.tenant(tenant)
@@ -135,9 +144,9 @@ def create_app() -> FastAPI:
             body = {**body, "tenant": who.tenant(asked)}
         return run(_validated(body))
 
-    @api.get("/documents/{doc_id}")
-    def get_document(doc_id: str, tenant: str | None = None, who: auth.Caller = who_asks) -> dict[str, Any]:
-        """Metadata, chunk list and pipeline status of one document."""
+    @api.get("/documents/{doc_id}", response_model=DocumentView)
+    def get_document(doc_id: str, tenant: str | None = None, who: auth.Caller = who_asks) -> DocumentView:
+        """Status (typed counts, ISO times), summary and chunks of one document."""
         tenant = who.tenant(tenant)
         status = state.document(doc_id)
         chunks = ask("document", (doc_id,))
@@ -146,14 +155,7 @@ def create_app() -> FastAPI:
         owner = chunks[0].get("tenant") if chunks else status.get("tenant")
         if settings().tenants and owner != tenant or not who.may_read(owner):
             raise HTTPException(404, f"no document {doc_id}")  # never confirm another tenant's document
-        return {
-            "doc_id": doc_id,
-            "status": status,
-            "summary": summary_view(status),  # extractive or batch, as "kind" says
-            "chunks": [
-                {k: c.get(k) for k in ("position", "chunk_hash", "section", "page", "text", "updated_at")}
-                for c in chunks
-            ],
-        }
+        return DocumentView(doc_id=doc_id, status=DocumentStatus.of(status), summary=DocumentSummary.of(status),
+                            chunks=[DocumentChunk.of(c) for c in chunks])
 
     return api
