@@ -12,6 +12,7 @@ import os
 import tempfile
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -167,6 +168,28 @@ def settle(st: State) -> None:
         time.sleep(0.05)
 
 
+class NothingIndexed(RuntimeError):
+    """The first ingest left no chunk of the corpus in the index: there is nothing to time per chunk."""
+
+
+def check_indexed(documents: int, chunks: int, failed: list[dict[str, str]]) -> None:
+    """Refuse figures per chunk when the ingest indexed none, and say why.
+
+    Every figure of ``bench ingest`` is per chunk or against the bare encode of the indexed chunks; with
+    none (an empty corpus, or every document failed, e.g. a stage broken in the working tree) they were
+    divisions by zero. The failures are told by stage and error, never by key or text."""
+    if chunks:
+        return
+    if not documents:
+        raise NothingIndexed("the corpus holds no document (corpus.jsonl empty, or --limit 0): nothing to ingest")
+    if not failed:
+        raise NothingIndexed(f"none of the {documents} documents failed, yet the index holds no chunk of them")
+    stages = ", ".join(f"{stage}: {n}" for stage, n in Counter(f.get("stage") or "?" for f in failed).most_common())
+    error = Counter(f.get("error") or "?" for f in failed).most_common(1)[0][0]
+    raise NothingIndexed(f"the ingest indexed no chunk: {len(failed)} of {documents} documents failed ({stages}); "
+                         f"most often: {error[:200]}")
+
+
 def bench_ingest(beir: Path, limit: int | None = None, followups: bool = True) -> dict[str, Any]:
     from workers import client
     from workers.runtime.config import settings
@@ -184,6 +207,7 @@ def bench_ingest(beir: Path, limit: int | None = None, followups: bool = True) -
             stages = {k: v - stages_before.get(k, 0.0) for k, v in stage_cpu(st.r).items()}
             again, again_s = _ingest_all(st, folder)
         texts = client.ask("texts", (folder_source(folder),), 300)
+    check_indexed(documents, len(texts), first.failed)
     raw, raw_cpu = raw_embed_rate(texts)
     chunks_per_s = len(texts) / first_s
     cpu = {name: round(after[name] - before.get(name, 0.0), 1) for name in after}
