@@ -6,7 +6,7 @@ import logging
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -60,6 +60,8 @@ def ask(name: str, args: tuple[Any, ...] = (), timeout_s: float = 30.0, argsrepr
     except NoAnswer:
         result.backend.remove_pending_result(result)
         raise
+    finally:
+        result.forget()  # read once: the answer (search hits are document text) leaves Redis now, not at expiry
 
 
 def manifest(source: str | None, timeout_s: float = 30.0) -> dict[str, dict[str, Any]]:
@@ -116,6 +118,8 @@ def through_outages(call: Callable[[], T], patience_s: float = OUTAGE_PATIENCE_S
 
 @dataclass
 class Report:
+    """What one ``ingest`` call did: every count is of this call's events only."""
+
     documents: int = 0
     indexed: int = 0
     unchanged: int = 0
@@ -125,6 +129,15 @@ class Report:
     chunks_reused: int = 0
     chunks_deleted: int = 0
     elapsed_s: float = 0.0
+    # how admission took each event ('queued', 'unchanged', 'failed': known to fail, 'duplicate': already on its
+    # way); not part of the JSON report (see ``summary``)
+    admitted: dict[str, int] = field(default_factory=dict, repr=False)
+
+    def summary(self) -> dict[str, Any]:
+        """The JSON report of ``sluice ingest --json`` (README: "Using it")."""
+        out = asdict(self)
+        out.pop("admitted")
+        return out
 
 
 def ingest(
@@ -133,22 +146,35 @@ def ingest(
     events: list[Event],
     wait: bool,
     on_progress: Callable[[int, int], None] | None = None,
+    on_document: Callable[[str, str], None] | None = None,
 ) -> Report:
-    """Submit events through admission control; with ``wait``, block until each is finished."""
+    """Submit events through admission control; with ``wait``, block until each is finished.
+
+    The report counts what this call's events did: an event admission settles at once (unchanged, known to
+    fail) adds no chunk counts, whatever an earlier run of the same content recorded. ``on_document(key,
+    status)`` hears each event as it finishes."""
     started = time.monotonic()
     ingress = Ingress(st, s)
-    ids = [through_outages(lambda: ingress.submit(e)[0]) for e in events]
+    admitted = [through_outages(lambda: ingress.submit(e)) for e in events]
     report = Report(documents=len({e.doc_id for e in events}))
+    for _, outcome in admitted:
+        report.admitted[outcome] = report.admitted.get(outcome, 0) + 1
     if not wait:
         report.elapsed_s = time.monotonic() - started
         return report
+    key_of = {eid: e.key for e, (eid, _) in zip(events, admitted)}
+    settled = {eid for eid, outcome in admitted if outcome in ("unchanged", "failed")}
+    ids = [eid for eid, _ in admitted]
     pending = list(dict.fromkeys(ids))
     infos: dict[str, dict[str, str]] = {}
     while pending:
         statuses = through_outages(lambda: st.statuses(pending))
-        finished = {eid for eid, status in zip(pending, statuses) if status in TERMINAL}
+        finished = [eid for eid, status in zip(pending, statuses) if status in TERMINAL]
         infos.update(through_outages(lambda: [(eid, st.event_info(eid)) for eid in finished]))
-        pending = [eid for eid in pending if eid not in finished]
+        pending = [eid for eid in pending if eid not in set(finished)]
+        for eid in finished:
+            if on_document:
+                on_document(key_of[eid], infos[eid].get("status", ""))
         if on_progress:
             on_progress(len(ids) - len(pending), len(ids))
         if pending:
@@ -158,10 +184,11 @@ def ingest(
         report.indexed += status == "done"
         report.unchanged += status == "unchanged"
         report.deleted += status == "deleted"
-        for name in ("chunks_embedded", "chunks_reused", "chunks_deleted"):
-            setattr(report, name, getattr(report, name) + int(info.get(name, 0) or 0))
+        if eid not in settled:  # only work this run's events caused counts as this run's
+            for name in ("chunks_embedded", "chunks_reused", "chunks_deleted"):
+                setattr(report, name, getattr(report, name) + int(info.get(name, 0) or 0))
         if status == "failed":
-            key = Event.model_validate_json(info["event"]).key
+            key = Event.model_validate_json(info["event"]).key if "event" in info else key_of[eid]
             report.failed.append({"path": key, "stage": info.get("failed_stage", ""), "error": info.get("error", "")})
     report.elapsed_s = round(time.monotonic() - started, 3)
     return report

@@ -64,7 +64,7 @@ def path(source: str, target: str, tenant: TenantOpt = None, as_json: JsonOpt = 
     """Shortest chain of co-occurrences between two entities."""
     found = _ask("path", {"from": source, "to": target, "tenant": tenant})
     if found is None:
-        typer.echo(f"no path from {source} to {target}", err=True)
+        typer.echo(_no_path(source, target, tenant), err=True)
         raise typer.Exit(1)
     names = {e["id"]: e["name"] for e in found["entities"]}
     lines = [" -> ".join(e["name"] for e in found["entities"])]
@@ -72,6 +72,15 @@ def path(source: str, target: str, tenant: TenantOpt = None, as_json: JsonOpt = 
         where = "; ".join(f"{c['key']} #{c['position']}" for c in s["chunks"])
         lines.append(f"  {names[s['source']]} - {names[s['target']]} ({s['weight']} chunks: {where})")
     _print(found, as_json, lines)
+
+
+def _no_path(source: str, target: str, tenant: str | None) -> str:
+    """Why there is no path: an end the graph does not know (found as `sluice graph entity` finds it), or two
+    entities that never occur together, directly or through others."""
+    unknown = [name for name in (source, target) if _ask("entity", {"id": name, "tenant": tenant, "limit": 1}) is None]
+    if unknown:
+        return "; ".join(f"no entity {name!r} in the graph (try `sluice graph entities {name}`)" for name in unknown)
+    return f"no path from {source} to {target}: they are not connected through any chain of shared chunks"
 
 
 @graph_app.command("communities")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -11,6 +12,7 @@ import typer
 
 from pipelines import runtime  # noqa: F401  (offline switches first)
 from schemas.search import Mode, Scope
+from schemas.settings import Settings
 from workers.runtime import config
 from workers.runtime.flow import PIPELINE_QUEUES, QUERY_QUEUES
 
@@ -61,12 +63,23 @@ def _connect():  # type: ignore[no-untyped-def]
     return connect_or_exit()
 
 
+_DEFAULTS = Settings.model_fields
+
+
+def _default(name: str) -> str:
+    return str(_DEFAULTS[name].default)
+
+
 @app.command()
 def up(
-    inbox: Annotated[Optional[Path], typer.Option(help="Folder to watch.")] = None,
-    data_dir: Annotated[Optional[Path], typer.Option(help="State directory.")] = None,
-    api_port: Annotated[Optional[int], typer.Option(help="HTTP API port.")] = None,
-    flower_port: Annotated[Optional[int], typer.Option(help="Flower port.")] = None,
+    inbox: Annotated[Optional[Path], typer.Option(help="Folder to watch.", envvar="SLUICE_INBOX",
+                                                  show_default=_default("inbox"))] = None,
+    data_dir: Annotated[Optional[Path], typer.Option(help="State directory (Redis data, index, logs).",
+                                                     envvar="SLUICE_DATA_DIR", show_default=_default("data_dir"))] = None,
+    api_port: Annotated[Optional[int], typer.Option(help="HTTP API port.", envvar="SLUICE_API_PORT",
+                                                    show_default=_default("api_port"))] = None,
+    flower_port: Annotated[Optional[int], typer.Option(help="Flower port.", envvar="SLUICE_FLOWER_PORT",
+                                                       show_default=_default("flower_port"))] = None,
     samples: Annotated[bool, typer.Option(help="Ingest the bundled sample documents.")] = True,
 ) -> None:
     """Start everything on this machine: Redis, workers, query worker, watcher, API and Flower."""
@@ -155,17 +168,18 @@ def api(
 @app.command()
 def ingest(
     paths: Annotated[list[Path], typer.Argument(help="Files or folders.")],
-    wait: Annotated[bool, typer.Option(help="Block until every event is finished.")] = False,
+    wait: Annotated[bool, typer.Option(help="Block until every event is finished; exit 1 if any document "
+                                            "failed (it is in `sluice dlq list`).")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object when done.")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="With --wait: a line as each document "
+                                                                  "finishes.")] = False,
 ) -> None:
     """Enqueue files or folders (a folder is reconciled: removed files are deleted)."""
-    from dataclasses import asdict
-
     from rich.progress import Progress
 
+    from workers.cli import views
     from workers.client import OUTAGE, OUTAGE_PATIENCE_S, NotRunning, events_for
     from workers.client import ingest as run_ingest
-    from workers.runtime.logsafe import escaped
 
     st = _connect()
     s = config.settings()
@@ -174,26 +188,32 @@ def ingest(
     except (FileNotFoundError, NotRunning) as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(2) from exc
+    finished = [0]
+
+    def each(key: str, status: str) -> None:
+        finished[0] += 1
+        typer.echo(views.document_done(key, status, finished[0], len(events)))
+
     try:
-        with Progress(transient=True, disable=as_json or not wait) as bar:
+        with Progress(transient=True, disable=as_json or not wait or verbose or not sys.stdout.isatty()) as bar:
             job = bar.add_task("ingesting", total=len(events))
-            report = run_ingest(st, s, events, wait, lambda done, total: bar.update(job, completed=done))
+            report = run_ingest(st, s, events, wait, lambda done, total: bar.update(job, completed=done),
+                                each if verbose and wait and not as_json else None)
     except OUTAGE as exc:
         typer.echo(f"Redis stayed unreachable for {OUTAGE_PATIENCE_S:.0f}s ({type(exc).__name__}); events already "
                    "queued go on when it is back: see `sluice status`", err=True)
         raise typer.Exit(2) from None
     if as_json:
-        typer.echo(json.dumps(asdict(report)))
+        typer.echo(json.dumps(report.summary()))
     elif wait:
-        typer.echo(
-            f"{report.documents} documents: {report.indexed} indexed, {report.unchanged} unchanged, "
-            f"{report.deleted} deleted, {len(report.failed)} failed; {report.chunks_embedded} chunks embedded, "
-            f"{report.chunks_reused} reused, {report.chunks_deleted} deleted in {report.elapsed_s:.1f}s"
-        )
-        for f in report.failed:
-            typer.echo(f"  failed {escaped(f['path'])} at {f['stage']}: {escaped(f['error'])}")
+        typer.echo("\n".join(views.report(report)))
     else:
-        typer.echo(f"queued {len(events)} events")
+        typer.echo(views.admitted(report.admitted))
+    if wait and report.failed:
+        n = len(report.failed)
+        typer.echo(f"{views.plural(n, 'document')} of this run failed and {'is' if n == 1 else 'are'} in the "
+                   "dead-letter store: see `sluice dlq list` (and `sluice dlq retry` once fixed)", err=True)
+        raise typer.Exit(1)
 
 
 _JSON_FIELDS = ("stages", "pii_counts", "chunks", "chunks_embedded", "chunks_reused", "chunks_deleted", "deleted",
@@ -215,9 +235,12 @@ def _document_status(st, doc_id: str) -> dict[str, object]:  # type: ignore[no-u
 
 
 @app.command()
-def status(doc: Annotated[Optional[str], typer.Argument(help="Document id (prefix) or path.")] = None) -> None:
+def status(
+    doc: Annotated[Optional[str], typer.Argument(help="Document id (prefix) or path.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Everything, as JSON.")] = False,
+) -> None:
     """Health in one view: queues, workers, in flight, dead letters, index and graph size, last errors;
-    or one document's state."""
+    or one document's state (JSON)."""
     from workers.query.health import overview
 
     st = _connect()
@@ -233,39 +256,95 @@ def status(doc: Annotated[Optional[str], typer.Argument(help="Document id (prefi
     from workers.followups.batch import status as summary_status
 
     out["summaries"] = summary_status(st)  # mode, Batch API tokens and cost, budget
-    typer.echo(json.dumps(out, indent=2))
+    if as_json:
+        typer.echo(json.dumps(out, indent=2))
+        return
+    from workers.cli.views import status as readable
+
+    typer.echo("\n".join(readable(out)))
+
+
+_FIELD_OPTIONS = {"q": "the query", "filters": "--filter", "k": "--k"}
+
+
+def _refusal(exc: Exception) -> str:
+    """A pydantic ValidationError of the search request, in the command's own words."""
+    from pydantic import ValidationError
+
+    if not isinstance(exc, ValidationError):
+        return str(exc)
+    said = []
+    for e in exc.errors():
+        name = str(e["loc"][0]) if e["loc"] else "the search"
+        what = _FIELD_OPTIONS.get(name, "--" + name.replace("_", "-"))
+        if name == "q" and e["type"] in ("string_too_short", "value_error"):
+            said.append("the query is empty: say what to look for, e.g. sluice search \"sand filter\"")
+        else:
+            said.append(f"{what}: {e['msg'].removeprefix('Value error, ')}")
+    return "; ".join(said)
+
+
+DateOpt = Annotated[Optional[str], typer.Option(help="ISO 8601 date or time, e.g. 2026-12-01 or 2026-12-01T09:30Z.")]
 
 
 @app.command()
 def search(
     query: Annotated[str, typer.Argument(help="What to look for.")],
-    k: Annotated[int, typer.Option(min=1, max=100)] = 10,
+    k: Annotated[int, typer.Option(min=1, max=100, help="How many results.")] = 10,
     mode: Annotated[Mode, typer.Option(help="How to match.")] = Mode.hybrid,
     scope: Annotated[Scope, typer.Option(help="Search chunks, document summaries, or all.")] = Scope.chunks,
+    tenant: Annotated[Optional[str], typer.Option(help="Tenant to search (required when sluice serves several).")] = None,
+    doc_id: Annotated[Optional[str], typer.Option(help="Only this document.")] = None,
+    file_type: Annotated[Optional[str], typer.Option(help="Extension without dot, e.g. pdf.")] = None,
+    prefix: Annotated[Optional[str], typer.Option(help="Start of the document key: a folder (reports/) or any "
+                                                       "first characters (water finds waterfall.txt).")] = None,
+    filter_: Annotated[Optional[list[str]], typer.Option("--filter", help="field:value on a payload field (doc_id, "
+                                                         "tenant, source, key, file_type, ...); repeatable.")] = None,
+    created_after: DateOpt = None,
+    created_before: DateOpt = None,
+    updated_after: DateOpt = None,
+    updated_before: DateOpt = None,
     group_by_document: Annotated[bool, typer.Option("--group-by-document", help="Best hit per document.")] = False,
-    as_json: Annotated[bool, typer.Option("--json")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="The hits as JSON, with their raw scores.")] = False,
 ) -> None:
-    """Search the index through the query worker."""
+    """Search the index through the query worker: rank, relevance (relative to the best hit), where, snippet."""
     from celery.exceptions import TimeoutError as NoAnswer
+    from pydantic import ValidationError
 
     from schemas.search import SearchRequest
+    from workers.cli.views import hits as readable
     from workers.client import search as run_search
 
-    _connect()
+    if any(":" not in f for f in filter_ or []):
+        typer.echo("--filter takes field:value, e.g. --filter file_type:pdf", err=True)
+        raise typer.Exit(2)
+    fields = {"q": query, "k": k, "mode": mode, "scope": scope, "tenant": tenant, "doc_id": doc_id,
+              "file_type": file_type, "prefix": prefix, "filters": dict(f.partition(":")[::2] for f in filter_ or []),
+              "created_after": created_after, "created_before": created_before, "updated_after": updated_after,
+              "updated_before": updated_before, "group_by_document": group_by_document}
     try:
-        hits = run_search(SearchRequest(q=query, k=k, mode=mode, scope=scope, group_by_document=group_by_document))
+        req = SearchRequest.model_validate(fields)  # dates are parsed here, as the API parses them
+    except ValidationError as exc:
+        typer.echo(f"cannot search: {_refusal(exc)}", err=True)
+        raise typer.Exit(2) from None
+    _connect()
+    refused: Exception | None = None
+    try:
+        found = run_search(req)
     except NoAnswer:
-        hits = None  # leave the except block first: the pending result is cleaned up while Redis is still there
-    if hits is None:
+        found = None  # leave the except block first: the pending result is cleaned up while Redis is still there
+    except Exception as exc:  # the query worker refused it (an unknown tenant, say): its reason, no traceback
+        found, refused = None, exc
+    if refused is not None:
+        typer.echo(f"search refused: {_refusal(refused)}", err=True)
+        raise typer.Exit(2)
+    if found is None:
         typer.echo("the query worker did not answer within 30s: is `sluice query-worker` running?", err=True)
         raise typer.Exit(2)
     if as_json:
-        typer.echo(json.dumps([h.model_dump() for h in hits]))
+        typer.echo(json.dumps([h.model_dump() for h in found]))
         return
-    for i, h in enumerate(hits, 1):
-        where = h.key + (f" p.{h.page}" if h.page else "") + (f" § {h.section}" if h.section else "")
-        where += f"  (summary: {h.summary_method})" if h.kind == "summary" else ""
-        typer.echo(f"{i:2}. {h.score:.4f}  {where}  [{h.doc_id[:12]}]\n    {h.text[:200]!s}")
+    typer.echo("\n".join(readable(found, mode.value)))
 
 
 @reindex_app.command("status")

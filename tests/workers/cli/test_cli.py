@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -131,6 +132,12 @@ def test_up_serves_search_flower_and_the_inbox_then_stops_cleanly_on_ctrl_c(tmp_
     try:
         up.wait_until_up()
         assert f"{up.api}/search" in up.output and f"http://127.0.0.1:{up.flower_port}" in up.output
+        ready = [up.output.find(p) for p in ("workers ready: ", f"API ({up.api}) ready",
+                                             f"Flower (http://127.0.0.1:{up.flower_port}) ready")]
+        phases = [up.output.find("redis started"), min(ready), max(ready), up.output.find("embedding model ready"),
+                  up.output.find("ingesting the 6 sample documents"), up.output.find("[6/6] indexed "),
+                  up.output.find("sluice is up")]
+        assert -1 not in phases + ready and phases == sorted(set(phases)), up.output  # each phase named as it happens
         assert httpx.get(f"{up.api}/healthz", timeout=10).status_code == 200
         found = httpx.get(f"{up.api}/search", params={"q": "ORD-2024-8821"}, timeout=60)
         assert found.status_code == 200, found.text
@@ -198,6 +205,31 @@ def test_up_starts_a_killed_worker_and_its_redis_again_and_still_ingests(tmp_pat
         up.kill_leftovers()
 
 
+def test_up_with_its_api_or_flower_port_taken_says_which_and_starts_nothing(tmp_path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        for option, other in (("--api-port", "--flower-port"), ("--flower-port", "--api-port")):
+            started = time.monotonic()
+            result = cli(clean_env(), "up", "--data-dir", str(tmp_path / "data"), option, str(port), other,
+                         str(free_port()), cwd=tmp_path, timeout=60)
+            assert result.returncode != 0 and time.monotonic() - started < 15
+            no_traceback(result)
+            assert f"port {port} is in use; pass {option}" in result.stderr, result.stderr
+            assert len((result.stdout + result.stderr).strip().splitlines()) == 1
+            assert not (tmp_path / "data" / "redis.url").exists()  # nothing was started
+
+
+def test_up_help_shows_the_defaults():
+    result = cli(clean_env(COLUMNS="200"), "up", "--help", cwd=Path.cwd())
+    assert result.returncode == 0, result.stderr
+    for option, default in (("--inbox", "inbox"), ("--data-dir", ".sluice"), ("--api-port", "8000"),
+                            ("--flower-port", "5555")):
+        (line,) = [line for line in result.stdout.splitlines() if f" {option} " in line]
+        assert f"[default: ({default})]" in line, result.stdout
+
+
 # -- no running sluice ---------------------------------------------------------------------------
 
 
@@ -238,7 +270,9 @@ def reports(sluice, docs):
 
 
 def _report(result: subprocess.CompletedProcess[str]) -> dict:
-    assert result.returncode == 0, result.stdout + result.stderr
+    # empty.txt is dead-lettered: the run says so and exits 1 (its JSON report is complete all the same)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "1 document of this run failed" in result.stderr and "sluice dlq list" in result.stderr, result.stderr
     no_traceback(result)
     assert len(result.stdout.strip().splitlines()) == 1, result.stdout  # exactly one JSON object
     report = json.loads(result.stdout)
@@ -265,12 +299,25 @@ def test_ingest_again_embeds_nothing(reports, docs):
     assert [f["path"] for f in report["failed"]] == ["empty.txt"]  # still broken, still reported
 
 
-def test_ingest_without_json_prints_a_summary(sluice, docs, reports):
+def test_ingest_without_json_prints_what_this_run_did(sluice, docs, reports):
+    n = len(list(docs.iterdir()))
     result = cli(sluice.env, "ingest", str(docs), "--wait", cwd=sluice.root)
-    assert result.returncode == 0, result.stderr
+    assert result.returncode == 1, result.stderr
     no_traceback(result)
-    assert f"{len(list(docs.iterdir()))} documents:" in result.stdout
-    assert "0 chunks embedded" in result.stdout and "failed empty.txt at parse" in result.stdout
+    assert result.stdout.startswith(f"{n} documents: {n - 1} unchanged, 1 failed; no chunks embedded in ")
+    assert "failed empty.txt at parse" in result.stdout and "sluice dlq list" in result.stderr
+
+    (docs / "water-treatment-handbook.md").write_text(
+        (docs / "water-treatment-handbook.md").read_text() + "\n\nStaff photographs of the works are kept in the archive.\n")
+    edited = cli(sluice.env, "ingest", str(docs), "--wait", "--verbose", cwd=sluice.root)
+    assert re.match(rf"{n} documents: 1 indexed, {n - 2} unchanged, 1 failed; [1-9]\d* chunks embedded, \d+ reused",
+                    edited.stdout.splitlines()[n]), edited.stdout
+    assert "indexed water-treatment-handbook.md" in edited.stdout and "unchanged support-ticket.txt" in edited.stdout
+    again = cli(sluice.env, "ingest", str(docs), "--wait", cwd=sluice.root)  # not the edit's counts once more
+    assert again.stdout.startswith(f"{n} documents: {n - 1} unchanged, 1 failed; no chunks embedded"), again.stdout
+
+    unchanged = cli(sluice.env, "ingest", str(docs / "support-ticket.txt"), cwd=sluice.root)
+    assert unchanged.returncode == 0 and unchanged.stdout.strip() == "1 unchanged (already indexed, nothing to do)"
 
 
 def test_ingest_missing_path_is_a_clear_error(sluice):
@@ -284,7 +331,7 @@ def test_ingest_missing_path_is_a_clear_error(sluice):
 def test_status_shows_queues_in_flight_and_dead_letters(sluice, reports):
     from workers.runtime.flow import ALL_QUEUES
 
-    result = cli(sluice.env, "status", cwd=sluice.root)
+    result = cli(sluice.env, "status", "--json", cwd=sluice.root)
     assert result.returncode == 0, result.stderr
     status = json.loads(result.stdout)
     assert set(status["queues"]) == set(ALL_QUEUES) and all(v == 0 for v in status["queues"].values())
@@ -323,4 +370,82 @@ def test_search_json_hits(sluice, reports):
     assert "Margaret" not in hits[0]["text"]  # redacted before indexing
 
     plain = cli(sluice.env, "search", "how often are the sand filters cleaned", cwd=sluice.root)
-    assert plain.returncode == 0 and "water-treatment-handbook.md" in plain.stdout.splitlines()[0]
+    assert plain.returncode == 0 and plain.stdout.splitlines()[1].startswith(" 1. 100%  water-treatment-handbook.md")
+
+
+def test_status_reads_as_a_summary(sluice, reports):
+    result = cli(sluice.env, "status", cwd=sluice.root)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert len(lines) < 25, result.stdout
+    heads = [line.split("  ")[0] for line in lines if line and not line.startswith(" ")]
+    for head in ("queues", "in flight", "workers", "index", "graph", "dead letters", "last errors", "processes"):
+        assert head in heads, result.stdout
+    said = dict((line[:13].strip(), line[14:]) for line in lines if line[:13].strip())
+    assert said["queues"].startswith("parse 0  redact 0") and said["in flight"].startswith("0 events")
+    assert said["index"].startswith(f"{_indexed_chunks(sluice)} chunks; live generation g1")
+    assert said["graph"].startswith("default: 6 documents, ")
+    assert said["dead letters"].startswith("1 (parse 1)") and said["last errors"] == "empty.txt at parse: file is empty"
+    assert "pipeline@test: chunk, embed, graph, parse, redact, summary" in result.stdout
+    assert "ORD-2024-8821" not in result.stdout and "sand" not in result.stdout  # never a document's text
+
+
+def _indexed_chunks(sluice) -> int:
+    return json.loads(cli(sluice.env, "status", "--json", cwd=sluice.root).stdout)["index"]["chunks"]
+
+
+def test_search_mistakes_are_said_plainly(sluice, reports):
+    for args, said in ((("",), "cannot search: the query is empty"),
+                       (("weir", "--filter", "colour:blue"), "cannot search: --filter: unknown filter field(s) ['colour']"),
+                       (("weir", "--filter", "pdf"), "--filter takes field:value"),
+                       (("weir", "--updated-after", "last tuesday"), "cannot search: --updated-after: ")):
+        result = cli(sluice.env, "search", *args, cwd=sluice.root)
+        assert result.returncode == 2, (args, result.stdout, result.stderr)
+        no_traceback(result)
+        assert result.stderr.startswith(said), (args, result.stderr)
+        assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+def test_search_says_no_results_shows_rank_and_relevance_and_filters(sluice, reports):
+    nothing = cli(sluice.env, "search", "zqxjvw", "--mode", "lexical", cwd=sluice.root)
+    assert nothing.returncode == 0 and nothing.stdout.strip() == "no results", nothing.stdout
+
+    plain = cli(sluice.env, "search", "sand filter backwash", "--k", "3", cwd=sluice.root)
+    lines = plain.stdout.splitlines()
+    assert lines[0].startswith("3 results (hybrid; relevance is relative to the best hit")
+    assert lines[1].startswith(" 1. 100%  water-treatment-handbook.md § Filtration") and "matched: meaning + words" in lines[1]
+    relevance = [int(line[4:8].strip().rstrip("%")) for line in lines[1::2]]
+    assert relevance[0] == 100 and relevance == sorted(relevance, reverse=True) and 0 < relevance[-1] < 100
+
+    for args, keys in ((("--prefix", "water"), {"water-treatment-handbook.md"}),
+                       (("--prefix", "sup", "--file-type", "txt"), {"support-ticket.txt"}),
+                       (("--file-type", "csv"), {"reservoir-levels.csv"}),
+                       (("--filter", "key:security-advisory.html", "--created-after", "2000-01-01",
+                         "--updated-before", "2999-12-31T00:00:00Z"), {"security-advisory.html"})):
+        found = cli(sluice.env, "search", "water", "--json", *args, cwd=sluice.root)
+        assert found.returncode == 0, (args, found.stderr)
+        hits = json.loads(found.stdout)
+        assert {h["key"] for h in hits} == keys, (args, hits)
+    later = cli(sluice.env, "search", "water", "--created-after", "2999-01-01", cwd=sluice.root)
+    assert later.stdout.strip() == "no results"
+
+
+def test_a_search_leaves_no_result_behind_in_redis(sluice, reports):
+    from workers.client import connect
+    from workers.runtime.config import settings
+
+    r = connect(settings()).r
+    before = set(r.scan_iter("celery-task-meta-*"))
+    assert cli(sluice.env, "search", "reservoir levels", cwd=sluice.root).returncode == 0
+    assert set(r.scan_iter("celery-task-meta-*")) == before  # the hits were read, then forgotten
+
+
+def test_graph_path_names_the_unknown_entity(sluice, reports):
+    communities = json.loads(cli(sluice.env, "graph", "communities", "--json", cwd=sluice.root).stdout)
+    name = communities[0]["entities"][0]["id"]  # an entity the samples gave the graph
+    for a, b in ((name, "Qwyxzzle Holdings"), ("Qwyxzzle Holdings", name)):
+        result = cli(sluice.env, "graph", "path", a, b, cwd=sluice.root)
+        assert result.returncode == 1
+        no_traceback(result)
+        assert result.stderr.strip() == ("no entity 'Qwyxzzle Holdings' in the graph "
+                                         "(try `sluice graph entities Qwyxzzle Holdings`)"), result.stderr
