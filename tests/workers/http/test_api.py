@@ -1,12 +1,20 @@
-"""The HTTP API against a real query worker: modes, filters, tenant isolation by API key, validation."""
+"""The HTTP API against a real query worker: modes, filters, tenant isolation by API key, validation; and in a
+browser: the search page at /, /docs and /redoc offline."""
 
 from __future__ import annotations
 
 import json
 import os
+import socket
+import threading
 import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
+from cdp_browser import Browser, only_local
 from fastapi.testclient import TestClient
 
 from harness import Sluice
@@ -163,3 +171,146 @@ def test_tenants_without_keys_or_keys_beyond_the_tenants_are_refused():
         check(Settings.model_construct(tenants=["acme"], api_keys={"k": []}))
     check(Settings.model_construct(tenants=[], api_keys={}))  # the laptop: no tenants, no key
     check(Settings.model_construct(tenants=[], api_keys={"k": []}))  # or one key that reads everything
+
+
+# The API as a person meets it in a browser, on this module's sluice (its documents, tenants and keys): the
+# search page at /, the OpenAPI pages /docs and /redoc with no internet, and the answers behind them.
+PAGE_DOCS = {  # acme's too, beside acme/plan.md
+    "waterfall.txt": "The waterfall spray keeps the fern gully wet below the Kettle weir.",
+    "water-quality/chlorine.md": "# Chlorine\n\n## Outlet\n\nChlorine residual at the Kettle weir outlet stays above 0.2 mg/l.",
+    "reports/2024/pump-retrofit.md": "# Pump retrofit\n\n## Schedule\n\nThe pump retrofit at the Kettle weir finishes in March.",
+}
+
+
+@pytest.fixture(scope="module")
+def served(http):
+    """This module's API over real HTTP (a browser needs a URL), with three more of acme's documents."""
+    import uvicorn
+
+    from workers import client
+    from workers.http.api import create_app
+    from workers.runtime import config
+
+    docs = Path(os.environ["SLUICE_DATA_DIR"]).parent / "browsing"
+    for key, text in PAGE_DOCS.items():
+        (docs / key).parent.mkdir(parents=True, exist_ok=True)
+        (docs / key).write_text(text)
+    os.environ["SLUICE_TENANT"] = "acme"
+    config.settings.cache_clear()
+    report = client.ingest(client.connect(config.settings()), config.settings(),
+                           client.events_for([docs], config.settings()), wait=True)
+    os.environ.pop("SLUICE_TENANT")
+    config.settings.cache_clear()
+    assert report.indexed == len(PAGE_DOCS), report
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(create_app(), host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert time.monotonic() < deadline and thread.is_alive(), "the API did not start"
+        time.sleep(0.1)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(10)
+
+
+@pytest.fixture
+def browser(tmp_path):
+    b = Browser(tmp_path / "profile")
+    yield b
+    b.close()
+
+
+def test_docs_and_redoc_render_the_operations_with_no_internet(served, browser):
+    browser.open(f"{served}/docs")
+    paths = browser.until("[...document.querySelectorAll('.opblock-summary-path')].map(e => e.innerText)",
+                          "Swagger UI's operations")
+    assert {"/search", "/documents/{doc_id}", "/healthz", "/graph/path"} <= set(paths), paths
+    browser.open(f"{served}/redoc")
+    shown = browser.until("document.querySelector('.api-content') && document.body.innerText", "ReDoc's operations")
+    assert "sluice (0.1.0)" in shown and "/documents/{doc_id}" in shown and "Search Get" in shown, shown[:2000]
+    only_local(browser, served)
+
+
+def test_every_get_search_query_parameter_is_described_in_the_openapi_schema(served):
+    operation = httpx.get(f"{served}/openapi.json").json()["paths"]["/search"]["get"]
+    described = {p["name"]: p.get("description", "").strip() for p in operation["parameters"] if p["in"] == "query"}
+    assert {"q", "k", "mode", "tenant", "prefix", "created_after", "scope", "filter"} <= set(described)
+    assert [name for name, text in described.items() if not text] == []
+
+
+def test_the_search_page_finds_a_document_with_a_key_and_opens_it(served, browser):
+    browser.open(f"{served}/")
+    browser.type("#q", "when does the pump retrofit finish", enter=True)
+    refused = browser.until("document.querySelector('#message.error')?.innerText", "the missing key")
+    assert "API key" in refused and browser.js("document.querySelector('#keybox').open")
+
+    browser.type("#key", ACME)
+    browser.type("#q", "", enter=True)
+    browser.until("document.querySelectorAll('li.hit').length", "results")
+    first = browser.js("""(() => { const li = document.querySelector('li.hit');
+        return {rank: li.querySelector('.rank').innerText, doc: li.querySelector('a.doc').innerText,
+                relevance: li.querySelector('.relevance').innerText, section: li.querySelector('.section').innerText,
+                snippet: li.querySelector('.snippet').innerText}; })()""")
+    assert first["rank"] == "#1" and first["doc"] == "Pump retrofit", first
+    assert first["relevance"].strip() == "relevance 100%" and "Schedule" in first["section"], first
+    assert "finishes in March" in first["snippet"], first
+    assert browser.js("new URLSearchParams(location.search).get('q')") == "when does the pump retrofit finish"
+
+    browser.js("document.querySelector('li.hit a.doc').click()")
+    shown = browser.until("document.querySelector('#document h2') && document.querySelector('#document').innerText",
+                          "the document view")
+    assert "reports/2024/pump-retrofit.md" in shown and "The pump retrofit at the Kettle weir finishes in March." in shown
+    only_local(browser, served)
+    assert ACME not in " ".join(browser.requests.values())  # the key travels in a header, never in a URL
+
+
+def test_the_search_page_filters_by_a_partial_key_prefix(served, browser):
+    browser.open(f"{served}/?q=Kettle+weir&prefix=water&mode=lexical")
+    browser.js(f"localStorage.setItem('sluice.apiKey', {json.dumps(ACME)})")  # kept from an earlier visit
+    browser.open(f"{served}/?q=Kettle+weir&prefix=water&mode=lexical")
+    keys = browser.until("[...document.querySelectorAll('li.hit .section')].map(e => e.innerText)", "results")
+    assert sorted(k.rsplit(" · ", 1)[-1] for k in keys) == ["water-quality/chlorine.md", "waterfall.txt"], keys
+    assert browser.js("document.querySelector('#filters').open")
+
+
+def _keys(served: str, **params: str) -> set[str]:
+    r = httpx.get(f"{served}/search", params={"q": "Kettle weir pump chlorine waterfall", "k": "20", **params},
+                  headers={"X-API-Key": ACME})
+    assert r.status_code == 200, r.text
+    return {h["key"] for h in r.json()["hits"]}
+
+
+def test_a_prefix_is_a_prefix_of_the_key_through_the_api(served):
+    assert _keys(served) == set(PAGE_DOCS) | {"plan.md"}  # acme's, the key's one tenant
+    assert _keys(served, prefix="water") == {"waterfall.txt", "water-quality/chlorine.md"}
+    assert _keys(served, prefix="reports/2024/") == _keys(served, prefix="rep") == {"reports/2024/pump-retrofit.md"}
+    assert _keys(served, prefix="reports/2025/") == set()
+
+
+def test_a_document_reads_as_typed_fields_with_iso_times_and_one_summary(served):
+    hit = httpx.get(f"{served}/search", params={"q": "chlorine residual", "prefix": "water-quality/"},
+                    headers={"X-API-Key": ACME}).json()["hits"][0]
+
+    def read() -> dict[str, Any]:
+        r = httpx.get(f"{served}/documents/{hit['doc_id']}", headers={"X-API-Key": ACME})
+        assert r.status_code == 200, r.text
+        return r.json()
+
+    deadline = time.monotonic() + 30  # the extractive summary is a follow-up of the ingest
+    while (doc := read())["summary"] is None:
+        assert time.monotonic() < deadline, doc
+        time.sleep(0.5)
+    status = doc["status"]
+    assert status["key"] == "water-quality/chlorine.md" and status["file_type"] == "md"
+    assert status["chunks"] == 1 and isinstance(status["chunks_embedded"], int)
+    assert isinstance(status["pii_counts"], dict) and status["stages"][0] == "parse"
+    assert abs(datetime.fromisoformat(status["updated_at"]).timestamp() - time.time()) < 600
+    assert not any(name.startswith("summary") for name in status), status  # the summary once, below
+    assert doc["summary"]["kind"] == "extractive" and "Chlorine residual" in doc["summary"]["text"]
+    assert datetime.fromisoformat(doc["chunks"][0]["updated_at"]).tzinfo is not None
+    assert doc["chunks"][0]["section"] == "Outlet" and doc["chunks"][0]["position"] == 0
+    assert httpx.get(f"{served}/documents/{hit['doc_id']}").status_code == 401
