@@ -156,11 +156,3 @@ def index_summary_of(state: State, doc_id: str) -> str:
 def summary_index(doc_id: str) -> str:
     """A summary that arrived from a Batch API job, indexed by the query worker."""
     return index_summary_of(resources.state(), doc_id)
-
-
-def summary_view(status: dict[str, str]) -> dict[str, str] | None:
-    """The summary fields of a document's status hash, for ``GET /documents/{id}``."""
-    if "summary" not in status:
-        return None
-    return {"text": status["summary"], **{f: status.get(f"summary_{f}", "") for f in ("kind", "method", "model", "version")},
-            **({"error": status["summary_error"]} if status.get("summary_error") else {})}

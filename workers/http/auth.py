@@ -62,8 +62,8 @@ def caller_of(s: Settings) -> Callable[..., Caller]:
     digests = [(_digest(key), frozenset(tenants)) for key, tenants in s.api_keys.items()]
 
     def caller(
-        authorization: Annotated[str | None, Header()] = None,
-        x_api_key: Annotated[str | None, Header()] = None,
+        authorization: Annotated[str | None, Header(description="Bearer <API key> (docs/api-keys.md)")] = None,
+        x_api_key: Annotated[str | None, Header(description="The API key, instead of Authorization")] = None,
     ) -> Caller:
         if not digests:
             return Caller(None)
