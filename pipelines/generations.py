@@ -12,14 +12,14 @@ only the vectors are new.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
 from pydantic import BaseModel
 
-from pipelines.index import SUMMARY, Index, IndexPoint
+from pipelines.index import SUMMARY, Index, IndexPoint, point_id
 from pipelines.lexical import Bm25Encoder
 from pipelines.metrics import Qrels, best_chunk_ranking, evaluate, judged_queries
 from pipelines.records import Record
@@ -72,34 +72,38 @@ class Registry(BaseModel):
 
 def copy_documents(source: Index, target: Index, doc_ids: Iterable[str], embed: Embed, bm25: Bm25Encoder,
                    space: str) -> int:
-    """Make ``target`` hold the versions of ``doc_ids`` that ``source`` holds, with vectors of ``space``,
-    embedding their chunks in one batch (a document is one or two chunks; batches of one cost the build
-    most of its time); returns the chunks embedded (none for documents already current, or gone)."""
+    """Make ``target`` (a generation being built: no search reads it) hold the versions of ``doc_ids`` that
+    ``source`` holds, with vectors of ``space``, embedding their chunks in one batch and writing them in one
+    upsert (a document is one or two chunks; per-document embeds and journalled swaps cost a build most of
+    its time); returns the chunks embedded (none for documents already current, or gone). A document is
+    current when the target holds exactly its points (ids name document, chunk and version; the target
+    holds vectors of its own space only)."""
     todo: list[tuple[str, list[dict]]] = []
     for doc_id in doc_ids:
         payloads = sorted(source.payloads({"doc_id": doc_id}), key=lambda p: p.get("position", 0))
         if not payloads:
             target.delete_document(doc_id)
-            continue
-        version, have = payloads[0]["doc_version"], target.chunk_hashes(doc_id)
-        if {p["chunk_hash"] for p in payloads} != set(have) or any(
-                p.get("doc_version") != version or p.get("vectors") != space for p in have.values()):
+        elif {point_id(doc_id, p["chunk_hash"], p["doc_version"]) for p in payloads} != target.point_ids(doc_id):
             todo.append((doc_id, payloads))
     texts = [p["text"] for _, payloads in todo for p in payloads]
     vectors: Iterator[np.ndarray] = iter(embed(texts) if texts else [])
+    versions: dict[str, Sequence[IndexPoint]] = {}
+    summaries: list[IndexPoint] = []
     for doc_id, payloads in todo:
         mine = [next(vectors) for _ in payloads]
-        target.write_version(doc_id, [
+        versions[doc_id] = [
             IndexPoint(doc_id, p["chunk_hash"], v, bm25.document(p["text"]), p | {"vectors": space}, p["doc_version"])
             for p, v in zip(payloads, mine)
-        ])
+        ]
         for summary in source.payloads({"doc_id": doc_id}, kind="summary"):
             if summary.get("summary_kind") == "extractive":  # the document's own vector, as pipelines/summary_index.py
                 mean = np.mean(mine, axis=0)
                 vector = mean / max(float(np.linalg.norm(mean)), 1e-12)
             else:
                 vector = embed([summary["text"]])[0]
-            target.upsert([IndexPoint(doc_id, SUMMARY, vector, bm25.document(summary["text"]), summary | {"vectors": space})])
+            summaries.append(IndexPoint(doc_id, SUMMARY, vector, bm25.document(summary["text"]), summary | {"vectors": space}))
+    target.write_unread(versions)
+    target.upsert(summaries)
     return len(texts)
 
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import threading
 import uuid
+from itertools import islice
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -141,11 +142,16 @@ class Index(Protocol):
     def write_version(self, doc_id: str, points: Sequence[IndexPoint]) -> None:
         """Make ``points`` the document's chunks, atomically for readers."""
         ...
+    def write_unread(self, versions: dict[str, Sequence[IndexPoint]]) -> None:
+        """Make each document's points the given ones, in an index no search reads yet."""
+        ...
+    def point_ids(self, doc_id: str) -> set[str]: ...
     def delete_chunks(self, doc_id: str, hashes: Iterable[str]) -> None: ...
     def delete_document(self, doc_id: str) -> None: ...
     def chunk_hashes(self, doc_id: str) -> dict[str, dict[str, Any]]: ...
     def documents(self, source: str | None = None) -> dict[str, dict[str, Any]]: ...
-    def payloads(self, must: dict[str, str] | None = None, kind: Kind = "chunk") -> Iterable[dict[str, Any]]: ...
+    def payloads(self, must: dict[str, str] | None = None, kind: Kind = "chunk", limit: int | None = None
+                 ) -> Iterable[dict[str, Any]]: ...
     def chunk_vectors(self, doc_id: str) -> list[tuple[dict[str, Any], np.ndarray]]:
         """A document's chunk payloads, each with its dense vector."""
         ...
@@ -170,8 +176,9 @@ def _scroll(scroll_page, page_size: int = 512) -> Iterable[Any]:  # type: ignore
             break
 
 
-def _scroll_payloads(scroll_page) -> Iterable[dict[str, Any]]:  # type: ignore[no-untyped-def]
-    return (dict(record.payload or {}) for record in _scroll(scroll_page))
+def _scroll_payloads(scroll_page, limit: int | None = None) -> Iterable[dict[str, Any]]:  # type: ignore[no-untyped-def]
+    """Payloads page by page (pages no longer than ``limit``, when the caller wants no more)."""
+    return (dict(record.payload or {}) for record in _scroll(scroll_page, min(limit or 512, 512)))
 
 
 def _with_dense(records: Iterable[Any]) -> list[tuple[dict[str, Any], np.ndarray]]:
@@ -223,6 +230,19 @@ class _Versions(ABC):
             failpoint("index.after_flip")
             self._delete_ids(change.stale)
             self.visibility.end(doc_id)
+
+    def write_unread(self, versions: dict[str, Sequence[IndexPoint]]) -> None:
+        """For an index no search reads (a generation being built): one upsert of every document's points,
+        then one delete of the points they replace; no journal, no waiting for readers. A crash between the
+        two leaves extra points, which the build's next copy (it compares point ids) replaces."""
+        with self._writing:
+            stale = set().union(*(self._chunk_ids(doc_id) - {p.id for p in points} for doc_id, points in versions.items()))
+            self.upsert([p for points in versions.values() for p in points])
+            self._delete_ids(stale)
+
+    def point_ids(self, doc_id: str) -> set[str]:
+        """The ids of the document's chunk points a reader sees now."""
+        return self._chunk_ids(doc_id)
 
     def _recover(self) -> None:
         """Roll back a change a crash left hidden, or finish one that had flipped."""
@@ -310,15 +330,16 @@ class EdgeIndex(_Versions):
         with self._writing:
             self.shard.update(self.q.UpdateOperation.delete_points_by_filter(self._filter({"doc_id": doc_id}, None)))
 
-    def payloads(self, must: dict[str, str] | None = None, kind: Kind = "chunk") -> Iterable[dict[str, Any]]:
+    def payloads(self, must: dict[str, str] | None = None, kind: Kind = "chunk", limit: int | None = None
+                 ) -> Iterable[dict[str, Any]]:
         q = self.q
         with self.visibility.reading() as hidden:
             flt = self._filter(must, kind, hidden)
 
-            def page(offset, limit):  # type: ignore[no-untyped-def]
-                return self.shard.scroll(q.ScrollRequest(offset=offset, limit=limit, filter=flt, with_payload=True))
+            def page(offset, size):  # type: ignore[no-untyped-def]
+                return self.shard.scroll(q.ScrollRequest(offset=offset, limit=size, filter=flt, with_payload=True))
 
-            return list(_scroll_payloads(page))
+            return list(islice(_scroll_payloads(page, limit), limit))
 
     def chunk_vectors(self, doc_id: str) -> list[tuple[dict[str, Any], np.ndarray]]:
         q = self.q
@@ -394,18 +415,26 @@ class _OneAtATime:
         return locked
 
 
+def server_client(url: str, api_key: str | None = None) -> Any:
+    """A qdrant-client for ``url`` (``:memory:``: local mode, which is not thread-safe: one call at a time)."""
+    from qdrant_client import QdrantClient
+
+    if url == ":memory:":
+        return _OneAtATime(QdrantClient(location=":memory:"))
+    return QdrantClient(url=url, api_key=api_key)
+
+
 class ServerIndex(_Versions):
     """A collection on a Qdrant server through qdrant-client (``location=':memory:'`` in tests)."""
 
-    def __init__(self, url: str, collection: str, api_key: str | None = None) -> None:
-        from qdrant_client import QdrantClient, models
+    def __init__(self, url: str, collection: str, api_key: str | None = None, client: Any = None) -> None:
+        """``client``: one already open to the same server (the generations of an index share it, so an
+        alias can name any of them, and in local mode they live in one memory)."""
+        from qdrant_client import models
 
         self.m = models
         self.collection = collection
-        if url == ":memory:":  # qdrant-client's local mode is not thread-safe: one call at a time
-            self.client: Any = _OneAtATime(QdrantClient(location=":memory:"))
-        else:
-            self.client = QdrantClient(url=url, api_key=api_key)
+        self.client: Any = client if client is not None else server_client(url, api_key)
         if not self.client.collection_exists(collection):
             self.client.create_collection(
                 collection,
@@ -417,6 +446,7 @@ class ServerIndex(_Versions):
                     self.client.create_payload_index(collection, name, models.PayloadSchemaType.KEYWORD)
                 for name in DATETIME_FIELDS:
                     self.client.create_payload_index(collection, name, models.PayloadSchemaType.DATETIME)
+        self._shared_client = client is not None
         self._writing = threading.Lock()
         shared = url != ":memory:"  # other query workers may read the same server
         self.visibility = Visibility(CollectionRecord(self.client, models, f"{collection}-changes"),
@@ -472,19 +502,21 @@ class ServerIndex(_Versions):
                 self.collection, points_selector=self.m.FilterSelector(filter=self._filter({"doc_id": doc_id}, None))
             )
 
-    def _scroll_records(self, flt: Any, **options: Any) -> list[Any]:
-        def page(offset, limit):  # type: ignore[no-untyped-def]
-            return self.client.scroll(self.collection, scroll_filter=flt, limit=limit, offset=offset, **options)
+    def _scroll_records(self, flt: Any, limit: int | None = None, **options: Any) -> list[Any]:
+        def page(offset, size):  # type: ignore[no-untyped-def]
+            return self.client.scroll(self.collection, scroll_filter=flt, limit=size, offset=offset, **options)
 
-        return list(_scroll(page))
+        return list(islice(_scroll(page, min(limit or 512, 512)), limit))
 
     def _chunk_ids(self, doc_id: str) -> set[str]:
         with self.visibility.reading() as hidden:
             return {str(r.id) for r in self._scroll_records(self._filter({"doc_id": doc_id}, "chunk", hidden))}
 
-    def payloads(self, must: dict[str, str] | None = None, kind: Kind = "chunk") -> Iterable[dict[str, Any]]:
+    def payloads(self, must: dict[str, str] | None = None, kind: Kind = "chunk", limit: int | None = None
+                 ) -> Iterable[dict[str, Any]]:
         with self.visibility.reading() as hidden:
-            return [dict(r.payload or {}) for r in self._scroll_records(self._filter(must, kind, hidden), with_payload=True)]
+            records = self._scroll_records(self._filter(must, kind, hidden), limit, with_payload=True)
+            return [dict(r.payload or {}) for r in records]
 
     def chunk_vectors(self, doc_id: str) -> list[tuple[dict[str, Any], np.ndarray]]:
         with self.visibility.reading() as hidden:
@@ -540,4 +572,5 @@ class ServerIndex(_Versions):
         return _retrievers(fused_r.points, dense_r.points, sparse_r.points)
 
     def close(self) -> None:
-        self.client.close()
+        if not self._shared_client:
+            self.client.close()

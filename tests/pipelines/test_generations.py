@@ -6,7 +6,7 @@ import numpy as np
 
 from pipelines.diff import plan
 from pipelines.generations import Registry, copy_documents, judged_check, self_check, started
-from pipelines.index import EdgeIndex
+from pipelines.index import EdgeIndex, IndexPoint
 from pipelines.records import FileRecord
 from pipelines.upsert import DocumentMeta, apply_plan
 from schemas.documents import Element, RedactedDocument
@@ -87,3 +87,26 @@ def test_the_judged_gate_scores_each_generation_on_the_users_queries(tmp_path, c
     finally:
         index.close()
         empty.close()
+
+
+def test_a_copy_cut_short_between_its_writes_is_mended_by_the_next(tmp_path, chunker, embedder, bm25):
+    """A build writes a generation no search reads yet in one upsert, then deletes what that replaced (no
+    journal): a crash between the two leaves the old version's points beside the new ones (a chunk whose
+    text did not change has the same hash in both); the resumed build's copy leaves exactly the live version."""
+    live, target = EdgeIndex(tmp_path / "live"), EdgeIndex(tmp_path / "target")
+    try:
+        _write(live, chunker, embedder, bm25, "water", PARAS, "v1")
+        copy_documents(live, target, ["water"], embedder.embed, bm25, embedder.space)
+        stale = {(p["chunk_hash"], p["doc_version"]) for p in target.payloads({"doc_id": "water"})}
+        _write(live, chunker, embedder, bm25, "water", PARAS[:2] + ["The weir was raised."], "v2")
+        new = sorted(live.payloads({"doc_id": "water"}), key=lambda p: p["position"])
+        target.upsert([IndexPoint("water", p["chunk_hash"], v, bm25.document(p["text"]), p, "v2")
+                       for p, v in zip(new, embedder.embed([p["text"] for p in new]))])  # the crash: no delete
+        assert target.count() == len(stale) + len(new)
+        assert copy_documents(live, target, ["water"], embedder.embed, bm25, embedder.space) == len(new)
+        assert target.point_ids("water") == live.point_ids("water")
+        assert {p["doc_version"] for p in target.payloads({"doc_id": "water"})} == {"v2"}
+        assert not (tmp_path / "target.changes.json").exists(), "the build journalled a change nobody reads"
+    finally:
+        live.close()
+        target.close()

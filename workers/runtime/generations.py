@@ -90,6 +90,7 @@ class Generations:
         self.config, self.state, self.embedder_for, self.bm25 = config, state, embedder_for, bm25
         self.lock = threading.RLock()  # one document at a time across the live write, the others and a build
         self._indexes: dict[str, Index] = {}
+        self._client: Any = None  # on a server: one client for every generation's collection
         self._opening = threading.Lock()
         self._stop = threading.Event()
         self.record = self._record()
@@ -98,6 +99,8 @@ class Generations:
             registry = self._first()
             registry.save(self.record)
         self.registry = registry
+        self._follow_alias()
+        self._point_alias(self.live().location)
         self._publish()
         for generation in registry.generations.values():
             if generation.status == "building":
@@ -107,9 +110,20 @@ class Generations:
 
     def _record(self) -> Record:
         if self.config.qdrant_url:
-            first = self._open(self.config.collection)
-            return CollectionRecord(first.client, first.m, f"{self.config.collection}-generations")  # type: ignore[attr-defined]
+            from qdrant_client import models
+
+            return CollectionRecord(self._server(), models, f"{self.config.collection}-generations")
         return FileRecord(self.config.data_dir / "generations.json")
+
+    def _server(self) -> Any:
+        """On a server: the one client every generation's collection, the registry and the alias go through
+        (so an alias can name any of them; in local mode they live in one memory)."""
+        if self._client is None:
+            from pipelines.index import server_client
+
+            key = self.config.qdrant_api_key.get_secret_value() if self.config.qdrant_api_key else None
+            self._client = server_client(str(self.config.qdrant_url), key)
+        return self._client
 
     def _open(self, location: str) -> Index:
         """One index object per location in this process (an Edge shard admits one opener)."""
@@ -118,15 +132,14 @@ class Generations:
                 from pipelines.index import EdgeIndex, ServerIndex
 
                 if self.config.qdrant_url:
-                    key = self.config.qdrant_api_key.get_secret_value() if self.config.qdrant_api_key else None
-                    self._indexes[location] = ServerIndex(self.config.qdrant_url, location, key)
+                    self._indexes[location] = ServerIndex(self.config.qdrant_url, location, client=self._server())
                 else:
                     self._indexes[location] = EdgeIndex(Path(location))
             return self._indexes[location]
 
     def _first(self) -> Registry:
         location = self.config.collection if self.config.qdrant_url else str(self.config.index_path)
-        written = next(iter(self._open(location).payloads()), {}).get("vectors")
+        written = next(iter(self._open(location).payloads(limit=1)), {}).get("vectors")
         space = written or vector_space(self.config.embed_backend)
         now = time.time()
         first = Generation(name="g1", backend=backend_of(space) if written else resolve(self.config.embed_backend),
@@ -136,6 +149,40 @@ class Generations:
 
     def _save(self) -> None:
         self.registry.save(self.record)
+
+    # -- the alias on a Qdrant server ---------------------------------------------------------------------
+
+    def alias(self) -> str | None:
+        """On a server, the collection alias that names the live generation (other readers query it)."""
+        return f"{self.config.collection}-live" if self.config.qdrant_url else None
+
+    def _aliased(self) -> str | None:
+        """The collection the alias names now."""
+        found = {a.alias_name: a.collection_name for a in self._server().get_aliases().aliases}
+        return found.get(self.alias() or "")
+
+    def _point_alias(self, location: str) -> None:
+        """Move the alias to ``location`` (a generation's collection) in one request: Qdrant applies the
+        delete and the create together, so a reader of the alias sees the old collection or the new one."""
+        alias = self.alias()
+        if alias is None or self._aliased() == location:
+            return
+        from qdrant_client import models as m
+
+        ops: list[Any] = [m.DeleteAliasOperation(delete_alias=m.DeleteAlias(alias_name=alias))] if self._aliased() else []
+        ops.append(m.CreateAliasOperation(create_alias=m.CreateAlias(collection_name=location, alias_name=alias)))
+        self._server().update_collection_aliases(change_aliases_operations=ops)
+
+    def _follow_alias(self) -> None:
+        """At open: a switch moves the alias first, then the registry; a crash between them leaves the alias
+        right, so the registry follows it."""
+        if self.alias() is None:
+            return
+        now = self._aliased()
+        named = [g.name for g in self.registry.generations.values() if g.location == now]
+        if named and named[0] != self.registry.live:
+            self.registry.previous, self.registry.live = self.registry.live, named[0]
+            self._save()
 
     def _publish(self) -> None:
         """Tell the embedding processes which runtime the live generation uses; say when it is not the configured one."""
@@ -176,8 +223,9 @@ class Generations:
         with self.lock:
             out = {name: g.model_dump(mode="json") | {"chunks": self._open(g.location).count(), "live": name == self.registry.live}
                    for name, g in self.registry.generations.items()}
+            alias = {"alias": {"name": self.alias(), "collection": self._aliased()}} if self.alias() else {}
             return {"live": self.registry.live, "previous": self.registry.previous, "generations": out,
-                    "mismatch": self.mismatch()}
+                    "mismatch": self.mismatch(), **alias}
 
     # -- writing every generation -------------------------------------------------------------------------
 
@@ -307,6 +355,7 @@ class Generations:
             if not force and not (generation.gate and generation.gate.get("passed")):
                 why = "has not been compared" if not generation.gate else "failed its comparison"
                 raise ValueError(f"generation {generation.name} {why}: run sluice generation compare (or switch --force)")
+            self._point_alias(generation.location)  # readers of the alias first; the registry follows
             self.registry.previous, self.registry.live = self.registry.live, generation.name
             self._save()
             self._publish()
@@ -328,12 +377,11 @@ class Generations:
                 self.registry.previous = None
             self._save()
             index = self._indexes.pop(generation.location, None)
-            if index is not None:
+            if index is not None and not self.config.qdrant_url:  # on a server the client serves the others too
                 index.close()
             if self.config.qdrant_url:
-                first = self._open(self.config.collection)
                 for collection in (generation.location, f"{generation.location}-changes"):
-                    first.client.delete_collection(collection)  # type: ignore[attr-defined]
+                    self._server().delete_collection(collection)
             else:
                 shutil.rmtree(generation.location, ignore_errors=True)
                 Path(generation.location + ".changes.json").unlink(missing_ok=True)
@@ -341,6 +389,9 @@ class Generations:
 
     def close(self) -> None:
         self._stop.set()
+        if self._client is not None:
+            self._client.close()
+            return
         for index in self._indexes.values():
             index.close()
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 
 from harness import SAMPLES, Sluice, cli
+from live_searches import LiveSearches
 
 QUERY = "how often are the sand filters cleaned"
 
@@ -57,20 +58,7 @@ def test_an_int8_generation_is_built_beside_live_traffic_switched_to_and_back(fp
     assert first["live"] == "g1" and first["generations"]["g1"]["space"] == "all-MiniLM-L6-v2"
     chunks = first["generations"]["g1"]["chunks"]
 
-    answers: list[int] = []
-    failures: list[BaseException] = []
-    stop = threading.Event()
-
-    def searching() -> None:
-        while not stop.is_set():
-            try:
-                answers.append(len(search(SearchRequest(q=QUERY, k=5, mode=Mode.hybrid))))
-            except BaseException as e:
-                failures.append(e)
-
-    reader = threading.Thread(target=searching)
-    reader.start()
-    try:
+    with LiveSearches(QUERY) as searches:
         parsed = _parses()
         build = threading.Thread(target=_sluice, args=(sluice, "create", "--embed-backend", "onnx-int8"))
         build.start()
@@ -98,11 +86,7 @@ def test_an_int8_generation_is_built_beside_live_traffic_switched_to_and_back(fp
         assert "dropped g2" in _sluice(sluice, "drop", "g2")
         assert not location.exists() and set(_listed(sluice)["generations"]) == {"g1"}
         _sluice(sluice, "drop", "g1", ok=False)  # the live one stays
-    finally:
-        stop.set()
-        reader.join()
-    assert not failures, failures[:3]
-    assert answers and all(answers), "a search came back empty during the build or a switch"
+    searches.check()  # none failed or came back empty during the build or a switch
 
 
 def test_an_index_in_another_space_than_the_configured_embedder_keeps_working_and_says_how_to_move(fp32_sluice):
