@@ -10,7 +10,7 @@ import time
 
 from schemas.events import Action, Event
 from schemas.settings import Settings
-from workers.runtime import dispatch
+from workers.runtime import dispatch, tracing
 from workers.runtime.flow import ALL_QUEUES, ENTRY
 from workers.runtime.state import TERMINAL, State
 
@@ -44,7 +44,9 @@ class Ingress:
         Every outcome, and every refusal for want of room, is counted for ``/metrics``.
         """
         try:
-            event_id, outcome = self._submit(event, timeout_s)
+            with tracing.span("sluice.ingress", event.event_id, event.doc_id, action=event.action.value):
+                event_id, outcome = self._submit(event, timeout_s)
+                tracing.annotate(outcome=outcome)
         except Full:
             self.st.add_counter("ingress:full", 1)
             raise
