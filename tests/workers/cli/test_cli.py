@@ -196,7 +196,7 @@ def test_up_starts_a_killed_worker_and_its_redis_again_and_still_ingests(tmp_pat
         env = clean_env(SLUICE_DATA_DIR=str(up.data))
         ingested = cli(env, "ingest", str(note), "--wait", "--json", cwd=tmp_path)
         assert ingested.returncode == 0 and json.loads(ingested.stdout)["indexed"] == 1, ingested.stderr
-        status = json.loads(cli(env, "status", cwd=tmp_path).stdout)
+        status = json.loads(cli(env, "status", "--json", cwd=tmp_path).stdout)
         assert status["supervisor"]["worker"]["restarts"] >= 1 and status["supervisor"]["redis"]["restarts"] >= 1
 
         up.family = psutil.Process(up.proc.pid).children(recursive=True)  # the restarted ones too
@@ -449,3 +449,22 @@ def test_graph_path_names_the_unknown_entity(sluice, reports):
         no_traceback(result)
         assert result.stderr.strip() == ("no entity 'Qwyxzzle Holdings' in the graph "
                                          "(try `sluice graph entities Qwyxzzle Holdings`)"), result.stderr
+
+
+def test_ingest_of_a_change_already_on_its_way_says_so(sluice, reports):
+    from workers.client import connect, events_for
+    from workers.runtime.config import settings
+    from workers.runtime.state import keys
+
+    note = sluice.root / "on-its-way" / "note.txt"
+    note.parent.mkdir()
+    note.write_text("A note about the gravelwort sluice, seen by a watcher first.")
+    st = connect(settings())
+    (event,) = events_for([note], settings())
+    st.put_event(event)  # another submitter admitted this very change; its worker has not finished it yet
+    try:
+        result = cli(sluice.env, "ingest", str(note), cwd=sluice.root)
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.strip() == "1 already on its way (queued earlier, not queued again)", result.stdout
+    finally:
+        st.r.delete(keys.event(event.event_id))
