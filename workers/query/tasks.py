@@ -13,7 +13,7 @@ from celery.signals import worker_ready
 from pipelines.errors import PermanentError
 from schemas.search import Mode, SearchRequest, tenant_refusal
 from workers.followups.graphs import graphs
-from workers.runtime import resources
+from workers.runtime import resources, tracing
 from workers.runtime.app import CONTENT_RESULT, app
 from workers.runtime.config import settings
 
@@ -31,7 +31,8 @@ def search(request: dict[str, Any]) -> list[dict[str, Any]]:
     req = SearchRequest.model_validate(request)
     if req.mode in (Mode.graph, Mode.mix):
         return graph_search(req)
-    hits = run_search(resources.index(), resources.embedder(), resources.bm25(), req, tenants=settings().tenants)
+    with tracing.span("sluice.index.search", mode=req.mode.value, k=req.k):
+        hits = run_search(resources.index(), resources.embedder(), resources.bm25(), req, tenants=settings().tenants)
     return [h.model_dump() for h in hits]
 
 

@@ -13,7 +13,8 @@ from __future__ import annotations
 from celery import Celery
 
 from schemas.settings import Settings
-from workers.runtime.flow import STAGE_QUEUES, STAGES
+from workers.runtime import tracing
+from workers.runtime.flow import SERVICES, STAGE_QUEUES, STAGES
 
 # Query tasks return indexed text, keys and entities to their caller only: the worker's "succeeded"
 # log line and Flower's task-succeeded event show the result cut to its shape ("[, ...]").
@@ -30,6 +31,13 @@ TASK_MODULES = [
     "workers.runtime.sweep",
 ]
 app = Celery("sluice", include=TASK_MODULES)
+tracing.install()  # only when the OTEL_* variables ask for traces; before any worker forks its pool
+
+# Questions to the index owner and beat ticks send no task events: Flower's task list shows ingestion
+# (the route's stages and follow-ups, and the summaries and relations a batch delivers); /metrics still
+# counts them all (workers/runtime/telemetry.py times every sluice.* task from worker signals, events or not).
+QUIET = frozenset(SERVICES) - {"summary_index", "graph_relations"}
+MAX_MEMORY_PER_CHILD_KIB = 4 * 1024 * 1024  # a pool child past 4 GiB resident is replaced after its task
 
 
 def beat_schedule(s: Settings) -> dict[str, dict[str, object]]:
@@ -94,6 +102,8 @@ def configure(broker_url: str, s: Settings) -> Celery:
                      "sluice.sweep": {"queue": "query"}},  # the index owner's quick queue: one consumer, always up
         task_default_queue="parse",
         worker_send_task_events=True,
+        task_annotations={f"sluice.{name}": {"send_events": False} for name in sorted(QUIET)},
+        worker_max_memory_per_child=MAX_MEMORY_PER_CHILD_KIB,
         task_send_sent_event=False,  # one publish less per hop; Flower shows tasks from "received" on
         task_track_started=False,  # Flower learns "started" from worker events; no extra backend write
         broker_connection_retry_on_startup=True,

@@ -33,7 +33,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 
 from pipelines.errors import PermanentError, TransientError
 from schemas.events import Event
-from workers.runtime import dispatch, flow, resources
+from workers.runtime import dispatch, flow, resources, tracing
 from workers.runtime.app import app
 from workers.runtime.config import settings
 from workers.runtime.state import Expired, State
@@ -46,6 +46,15 @@ Retry = Callable[..., Any]
 
 BODIES: dict[str, Body] = {}
 """Each step's body by name (tests run one under the runtime without a broker)."""
+_local = threading.local()  # the dead letters of the delivered task running in this thread
+
+
+class DeadLettered(Exception):
+    """Ends a delivered task in FAILURE after it (or a step it ran in place) was dead-lettered.
+
+    Raised only once the dead letter is stored and the hand-on done: Celery acks a failed task
+    (late acks included), records the state and sends ``task-failed`` with this readable reason, so
+    Flower counts the document as failed. It is no retry: nothing is redelivered or dead-lettered twice."""
 
 
 def step(name: str) -> Callable[[Body], Any]:
@@ -55,14 +64,29 @@ def step(name: str) -> Callable[[Body], Any]:
     def wrap(body: Body) -> Any:
         BODIES[name] = body
 
-        @app.task(name=f"sluice.{name}", bind=True, max_retries=None, ignore_result=True, self_timed=True)
+        @app.task(name=f"sluice.{name}", bind=True, max_retries=None, ignore_result=True, self_timed=True,
+                  store_errors_even_if_ignored=True, throws=(DeadLettered,), acks_on_failure_or_timeout=True)
         def task(self: Any, event_id: str, limit_s: float | None = None) -> str:
-            return run(name, event_id, self.request.retries, self.retry, limit_s)
+            dead: list[str] = []
+            _local.dead = dead
+            try:
+                with tracing.span(f"sluice.{name}", event_id, carrier=self.request, retries=self.request.retries):
+                    outcome = run(name, event_id, self.request.retries, self.retry, limit_s)
+            finally:
+                _local.dead = None
+            if dead:
+                raise DeadLettered("; ".join(dead))
+            return outcome
 
-        dispatch.runs_in_place(name, lambda event_id: run(name, event_id, 0, None))
+        dispatch.runs_in_place(name, lambda event_id: _in_place(name, event_id))
         return task
 
     return wrap
+
+
+def _in_place(name: str, event_id: str) -> str:
+    with tracing.span(f"sluice.{name}", event_id, in_place=True):
+        return run(name, event_id, 0, None)
 
 
 def run(name: str, event_id: str, retries: int, retry: Retry | None, limit_s: float | None = None) -> str:
@@ -74,7 +98,10 @@ def run(name: str, event_id: str, retries: int, retry: Retry | None, limit_s: fl
     st = resources.state()
     opened = _open(st, name, spec, event_id)
     if isinstance(opened, str) and not spec.followup:
+        tracing.annotate(outcome=opened)
         return opened  # a duplicate or superseded stage did nothing and records nothing
+    if not isinstance(opened, str):
+        tracing.annotate(doc_id=opened.doc_id)
     started, cpu_started, outcome = time.perf_counter(), time.thread_time(), "retry"  # unless the attempt returns
     with dispatch.collecting() as chain:
         try:
@@ -83,6 +110,7 @@ def run(name: str, event_id: str, retries: int, retry: Retry | None, limit_s: fl
             seconds, cpu_s = time.perf_counter() - started, time.thread_time() - cpu_started
             if spec.followup or outcome != "ok":
                 record(name, seconds, outcome, cpu_s)
+            tracing.annotate(outcome=outcome)
         if spec.followup and outcome != "retry":
             dispatch.hand_on_next(name, event_id)  # follow-ups go on whatever the outcome
     if outcome == "retry" or outcome != "ok" and not spec.followup:
@@ -162,6 +190,7 @@ def _backoff(retries: int) -> float:
 def _retry_later(name: str, event_id: str, retries: int, retry: Retry | None, exc: Exception) -> str:
     """Back off and run the step again: Celery's own retry for a delivered task; a step that ran
     in place is published again, and its later retries take the delivered path."""
+    tracing.note("retry", retries=retries, error=type(exc).__name__)  # the type: a message may quote text
     if retry is None:
         dispatch.publish(name, (event_id,), countdown=_backoff(0), retries=1)
         return "retry"
@@ -171,6 +200,10 @@ def _retry_later(name: str, event_id: str, retries: int, retry: Retry | None, ex
 def _fail(st: State, event: Event, name: str, reason: str) -> str:
     """Dead-letter the step. A stage fails its event; a follow-up only notes it on the document."""
     st.dead_letter(event.event_id, name, reason)
+    tracing.note("dead_letter", stage=name, reason=reason)
+    dead = getattr(_local, "dead", None)
+    if dead is not None:
+        dead.append(f"{name}: {reason}")
     if flow.STEPS[name].followup:
         st.note_document(event.doc_id, **{f"{name}_error": reason})
         return "failed"
