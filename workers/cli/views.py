@@ -105,8 +105,10 @@ def _graph(graphs: Any) -> list[str]:
 def _supervised(children: Any) -> list[str]:
     if not isinstance(children, dict):
         return [str(children)]
-    return [f"{name}: {c.get('state')}" + (f", {plural(c['restarts'], 'restart')}" if c.get("restarts") else "")
-            for name, c in children.items()]
+    quiet = [name for name, c in children.items() if c.get("state") == "running" and not c.get("restarts")]
+    lines = [f"running: {', '.join(quiet)}"] if quiet else []
+    return lines + [f"{name}: {c.get('state')}" + (f", {plural(c['restarts'], 'restart')}" if c.get("restarts") else "")
+                    for name, c in children.items() if name not in quiet]
 
 
 def status(o: dict[str, Any]) -> list[str]:

@@ -198,6 +198,9 @@ def test_up_starts_a_killed_worker_and_its_redis_again_and_still_ingests(tmp_pat
         assert ingested.returncode == 0 and json.loads(ingested.stdout)["indexed"] == 1, ingested.stderr
         status = json.loads(cli(env, "status", "--json", cwd=tmp_path).stdout)
         assert status["supervisor"]["worker"]["restarts"] >= 1 and status["supervisor"]["redis"]["restarts"] >= 1
+        readable = cli(env, "status", cwd=tmp_path).stdout  # the restarts, as a person reads them
+        assert re.search(r"\n {14}worker: running, \d+ restarts?\n", readable), readable
+        assert re.search(r"\nprocesses {5}running: .*api", readable), readable
 
         up.family = psutil.Process(up.proc.pid).children(recursive=True)  # the restarted ones too
         up.assert_stops_everything(signal.SIGINT, to_group=True)
