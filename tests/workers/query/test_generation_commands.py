@@ -103,7 +103,7 @@ def test_an_index_in_another_space_than_the_configured_embedder_keeps_working_an
     assert listed["generations"]["g1"]["space"] == "all-MiniLM-L6-v2"
     assert "sluice generation create --embed-backend onnx-int8" in (listed["mismatch"] or "")
     assert "sluice generation create" in sluice.log("query")
-    status = json.loads(cli(sluice.env, "status", cwd=sluice.root).stdout)
+    status = json.loads(cli(sluice.env, "status", "--json", cwd=sluice.root).stdout)
     assert status["index"]["generation"] == "g1" and "sluice generation create" in status["index"]["note"]
     hits = search(SearchRequest(q=QUERY, k=3, mode=Mode.dense))  # queries still embedded in the index's own space
     assert hits and hits[0].key == "water-treatment-handbook.md"
