@@ -16,7 +16,7 @@ Tenant = Annotated[str, Field(min_length=1, max_length=128)]
 class _Reindex(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    force: bool = False  # re-embed even if unchanged (e.g. after an embedding-model upgrade)
+    force: bool = False  # re-read and re-index even if unchanged; with scope "all" (no tenant) a fresh generation is then built, gated and switched to
     tenant: Tenant | None = None  # only documents of this tenant (when known)
 
 
