@@ -188,3 +188,22 @@ def test_one_document_is_one_connected_trace_without_its_text(sluice, receiver, 
         ingress[0]["attributes"]["sluice.doc_id"]}
     everything = repr([(s["name"], s["attributes"], s["events"]) for s in spans.found])
     assert TOKEN not in everything and "island" not in everything
+
+
+def test_a_search_is_one_trace_from_the_asking_process_to_the_index(sluice, receiver, tmp_path):
+    _, spans = receiver
+    asked = cli(sluice.env, "search", "grey herons reed bed", cwd=tmp_path)
+    assert asked.returncode == 0, asked.stdout + asked.stderr
+
+    def search_trace() -> list[dict[str, Any]]:
+        for index in [s for s in list(spans.found) if s["name"] == "sluice.index.search"]:
+            found = [s for s in list(spans.found) if s["trace"] == index["trace"]]
+            if {"send sluice.search", "sluice.search"} <= {s["name"] for s in found}:
+                return found
+        return []
+
+    found = wait_for(search_trace, "the asking process's, the query worker's and the index's spans in one trace")
+    by_name = {s["name"]: s for s in found}
+    assert by_name["sluice.index.search"]["parent"] == by_name["sluice.search"]["id"]
+    assert by_name["sluice.search"]["parent"] == by_name["send sluice.search"]["id"]
+    assert "herons" not in repr([s["attributes"] for s in found])
