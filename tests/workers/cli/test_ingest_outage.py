@@ -61,7 +61,7 @@ def test_ingest_failure_lines_show_control_characters_escaped(monkeypatch, tmp_p
     monkeypatch.setattr(client, "events_for", lambda paths, s: [])
     monkeypatch.setattr(client, "ingest", lambda *a, **k: report)
     out = CliRunner().invoke(main.app, ["ingest", str(tmp_path), "--wait"])
-    assert out.exit_code == 0, out.output
+    assert out.exit_code == 1, out.output  # the report holds a failed document
     lines = out.output.splitlines()
     assert not any(line.startswith("2026-12-02") for line in lines), out.output  # no forged line
     assert "\x1b" not in out.output and "\r" not in out.output

@@ -279,7 +279,7 @@ def test_a_fixed_file_is_retried_from_the_dead_letter_store(ops, ingested):
     hits = client.search(SearchRequest(q="snarkhollow", mode=Mode.lexical))
     assert hits and hits[0].key == "broken.txt"
 
-    status = json.loads(cli(ops, "status").stdout)  # the single view of health
+    status = json.loads(cli(ops, "status", "--json").stdout)  # the single view of health
     assert {"pipeline@test", "query@test"} <= set(status["workers"]) and status["unconsumed_queues"] == []
     assert status["index"]["chunks"] >= 3 and status["in_flight"] == 0 and status["dead_letters"] == 0
 

@@ -322,7 +322,7 @@ def test_relations_reach_the_graph_api_and_cli_and_follow_edits_and_deletes(live
     assert out.exit_code == 0, out.output
     assert "Globex Corporation supplies Springfield [springfield]" in out.output, out.output
     assert "Acme Corp. [acme] contracts_with Globex Corporation" in out.output, out.output
-    status = json.loads(CliRunner().invoke(app, ["status"]).output)["summaries"]
+    status = json.loads(CliRunner().invoke(app, ["status", "--json"]).output)["summaries"]
     assert status["relations_rejected"] == 2 and status["last_rejection"]
     assert _ask("stats")["relations"] == 3
 

@@ -371,7 +371,7 @@ def test_batch_summaries_arrive_redacted_and_are_priced(live):
     assert sent == {f"{d}:{st.indexed_version(d)[:16]}" for d in docs.values()}
     assert all("Holloway" not in json.dumps(line) for line in fake.lines(batch_id))  # only redacted text left
 
-    out = CliRunner().invoke(app, ["status"])
+    out = CliRunner().invoke(app, ["status", "--json"])
     assert out.exit_code == 0, out.output
     totals = json.loads(out.output)["summaries"]
     assert totals["mode"] == "batch" and totals["batches"] == 1 and totals["cost_usd"] > 0

@@ -45,7 +45,7 @@ def test_a_folder_argument_refuses_its_links_to_outside_files(sluice, outside):
     (docs / "passwd.txt").symlink_to(outside / "passwd")
     result = cli(sluice.env, "ingest", str(docs), "--wait", "--json", cwd=sluice.root)
     no_traceback(result)
-    assert result.returncode == 0, result.stderr
+    assert result.returncode == 1, result.stderr  # the refused link counts as a failed document
     report = json.loads(result.stdout)
     assert report["indexed"] == 1
     (failed,) = report["failed"]
@@ -59,7 +59,7 @@ def test_a_linked_folder_inside_the_inbox_is_confined_to_the_inbox(sluice, outsi
     (inbox / "etc").symlink_to(outside, target_is_directory=True)
     result = cli(sluice.env, "ingest", str(inbox / "etc"), "--wait", "--json", cwd=sluice.root)
     no_traceback(result)
-    assert result.returncode == 0, result.stderr
+    assert result.returncode == 1, result.stderr  # the refused link counts as a failed document
     report = json.loads(result.stdout)
     assert report["indexed"] == 0 and [f["path"] for f in report["failed"]] == ["etc/passwd"], report
     assert not searchable(_secret(outside))
