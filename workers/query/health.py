@@ -32,6 +32,7 @@ def query_worker_sizes(timeout_s: float = 2.0) -> tuple[dict[str, Any] | None, d
     for name, result in pending:
         try:
             answers[name] = result.get(timeout=max(0.05, deadline - time.monotonic()))
+            result.forget()  # read once: nothing left in the result backend
         except Exception as exc:  # timeout or a worker-side error: report it as not answering
             result.backend.remove_pending_result(result)
             log.debug("query worker did not answer %s: %s", name, exc)
