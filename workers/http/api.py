@@ -20,7 +20,7 @@ from workers.http.graph import graph_router
 from workers.http.metrics import metrics_router
 from workers.http.pages import documented_app, page_router
 from workers.http.webhooks import webhook_router
-from workers.runtime import dispatch
+from workers.runtime import dispatch, tracing
 from workers.runtime.config import settings
 
 ECHO_CHARS = 100  # of a bad value, echoed in a 422: enough to recognise it, never the whole request
@@ -77,6 +77,7 @@ def create_app() -> FastAPI:
     api.include_router(metrics_router(state))  # GET /metrics (Prometheus; read from Redis when scraped)
     api.include_router(graph_router(caller))  # GET /graph/entities, /graph/entities/{id}, /graph/path, ...
     api.include_router(page_router())  # GET /: the search page (static; it calls /search with the reader's key)
+    tracing.instrument_api(api)  # server spans, so a search's trace starts at the request (only when OTEL_* ask)
 
     @api.get("/healthz")
     def healthz() -> dict[str, str]:
