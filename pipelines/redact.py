@@ -80,6 +80,11 @@ _ESCAPE = re.compile(r"\\(?=[\"'])")
 """Backslashes that escape quotes in exported text (JSON, CSV dumps): ``Mary\\'s`` would hide a name
 from the tokenizer. Recognisers read a view with each one as a space; offsets stay the same."""
 
+_GLUED_QUOTE = re.compile(r"(?<=\p{L}:)[\"“]")
+"""A quote right after a speaker's colon (``Sara:"I'm Julie's``) makes one token of three words. spaCy
+reads a view with it as a space (same offsets); the recognisers still see the quote, which marks a
+speaker."""
+
 TOKEN_RE = re.compile(r"<[A-Z][A-Z_]*_[0-9a-f]{8}>")
 """A pseudonym this module wrote; never analysed again (keeps redaction idempotent)."""
 
@@ -342,8 +347,9 @@ class Redactor:
         analyzer = self._analyzer
         out = []
         views = [_ESCAPE.sub(" ", t) for t in texts]  # same length: spans found in a view fit the text
-        batch = analyzer.nlp_engine.process_batch(views, self._language, batch_size=batch_size)
-        for text, (view, artifacts) in zip(texts, batch):
+        tokenized = [_GLUED_QUOTE.sub(" ", v) for v in views]
+        batch = analyzer.nlp_engine.process_batch(tokenized, self._language, batch_size=batch_size)
+        for text, view, (_, artifacts) in zip(texts, views, batch):
             results = analyzer.analyze(
                 text=view, language=self._language, nlp_artifacts=artifacts,
                 entities=list(THRESHOLDS), score_threshold=0.0,

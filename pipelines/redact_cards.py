@@ -18,7 +18,7 @@ from presidio_analyzer.nlp_engine import NlpArtifacts
 
 from pipelines.redact_base import CREDIT_CARD, Recognizer, result
 
-_CARD_CUE = re.compile(r"(?i:\b(?:card|cards|credit|debit|maestro|visa|mastercard|amex|billing|payment)\b)")
+_CARD_CUE = re.compile(r"(?i:\b(?:card|cards|credit|debit|cc|maestro|visa|mastercard|amex|billing|payment)\b)")
 _CARD = re.compile(r"(?<![\w+\-.])[2-6]\d{1,5}(?:[ \-]?\d{1,6}){1,6}(?![\w]|[\-.]\d)")
 
 

@@ -87,6 +87,12 @@ _CUES = [
         r"(?i:\b(?:said|says|asked|replied|whispered|shouted|yelled|cried|wrote))[ ]+",
         rf"(?=[ ]+(?i:to)[ ]+{_NAME})", score=0.6,
     ),
+    _Cue(  # "the true gender of Alisha", "the daughter of Maria": what only a person has (not "of Texas")
+        r"(?i:\b(?:gender|age|birthday|birthplace|death|funeral|wedding|biography|memoirs?|portrait|grave|"
+        r"childhood|widow|widower|wife|husband|son|daughter|mother|father|brother|sister|parents|children|"
+        r"family|nephew|niece|cousin|grandson|granddaughter)[ ]+of)[ ]+",
+        score=0.6, rare=True,
+    ),
     _Cue(r",[ ]+", r"(?=[ ]*!)", score=0.6),  # "Don't go to town, Charlotte!": called out
     _Cue(r",[ ]+", r"(?=[ ]*\?)", score=0.6, strong=False),  # "Is it you, Charlotte?"
     _Cue(  # "the Takuda novel", "a Sierra DeRose concert": someone's work ("the Book Processing Center" is not)
@@ -135,6 +141,13 @@ _VOCATIVE = re.compile(  # "Marisca, can I please speak to your boss?" - called 
 _SPEAKER = re.compile(  # 'Kalman: "Who are you?"': a script's or a chat's speaker opens the line
     r"(?m:^)[ \t]*(?P<name>[\p{L}\p{M}][\p{L}\p{M}'’\-]+)(?=[ \t]*:[ \t]*\\?[\"“])"
 )
+_ROLES = (
+    r"founders|co-founders|partners|authors|co-authors|members|speakers|guests|winners|hosts|judges|"
+    r"organi[sz]ers|attendees|participants|panel(?:l)?ists|signatories|witnesses|presenters|editors|present"
+)
+_ROLE_LIST = re.compile(  # "our 3 founders: Harvey, Smith and Mills": the people a role word lists
+    rf"(?i:\b(?:{_ROLES}))[ ]*:[ ]*(?P<list>{_NAME}(?:(?:,[ ]+|,?[ ]+(?:and|&)[ ]+){_NAME})+)"
+)
 _LEFT_EDGE = r"(?<![\p{L}\p{M}'’\-])"
 _CASED_CUES = [(re.compile(c.before + _LEFT_EDGE + f"(?P<name>{_NAME})" + c.after), c) for c in _CUES]
 _PLAIN_CUES = [
@@ -150,7 +163,7 @@ def _trim_name(name: str) -> str:
     "Dear Support Team" names a group, not a person."""
     kept: list[str] = []
     for word in name.split(" "):
-        if word.lower().strip("'’") in _NAME_STOP:
+        if re.split(r"['’]", word.lower().strip("'’"))[0] in _NAME_STOP:  # "I'm Julie's daughter"
             return "" if word.lower() in _GROUPS else " ".join(kept)
         kept.append(word)
     return " ".join(kept)
@@ -193,6 +206,9 @@ class ContextPersonRecognizer(Recognizer):
             found += [(m, called) for m in _VOCATIVE.finditer(text)
                       if opens_sentence(text, m.start())]
         found += _speakers(text, doc)
+        listed = _Cue("", score=0.7)
+        found += [(m, listed) for lst in _ROLE_LIST.finditer(text)
+                  for m in re.finditer(f"(?P<name>{_NAME})", text, pos=lst.start("list"), endpos=lst.end("list"))]
         results = []
         for m, cue in found:
             name = _trim_name(m.group("name"))

@@ -1,6 +1,8 @@
 """Identifiers that only their surroundings mark (and a surname that looks like a plural noun): a 12-digit Maestro number after a card word, a phone
 number after "registered" or with its trunk prefix in brackets, a street named without a house number
-at "the corner of", a continental street running on to its number, and a postal block quoted with ">".
+at "the corner of", a continental street running on to its number, a postal block quoted with ">", a card
+after "cc", a dialogue whose quote is glued to the speaker's colon, the people a role word lists
+("founders: ..."), and a name after what only a person has ("the true age of ...").
 
 Every sentence is written here; the rules were found on generated sentences of templates the
 development set never used (README, "Redaction").
@@ -28,10 +30,21 @@ def redactor() -> Redactor:
     ("She lives on Avenida Almirante Reis Sousa 112 these days.", ["Almirante Reis Sousa 112"]),
     ("Ivo Sanders from Harbour Trust Inc. gives the keynote.", ["Ivo", "Sanders"]),  # a plural-looking surname
     (">  Ana Ribeiro\n>  12 Rua Augusta 44\n>  Apt. 3\n>  Lisboa", ["12 Rua Augusta 44", "Apt. 3", "Ana Ribeiro"]),
+    ("What was billed on cc 501938472617 last month?", ["501938472617"]),
+    ('Ines: "Who are you?"\nTomas:"I\'m Odile\'s son".', ["Ines", "Tomas", "Odile"]),  # a quote glued to the colon
+    ("The firm is the work of its founders: Harlow, Penn and Marsh.", ["Harlow", "Penn", "Marsh"]),
+    ("Nobody agrees on the true age of Ilse, the painter.", ["Ilse"]),
 ])
 def test_an_identifier_marked_by_its_surroundings_is_redacted(redactor: Redactor, text: str, values: list[str]) -> None:
     out = redactor.redact(text).text
     assert not [v for v in values if v in out], out
+
+
+def test_what_only_names_look_like_stays(redactor: Redactor) -> None:
+    """The new cues leave their words and what is no person alone."""
+    text = "I'm sure of it: the age of Enlightenment shaped the heart of Texas."
+    assert redactor.redact(text).text == text
+    assert redactor.redact("I'm Odile's son.").text.startswith("I'm <PERSON_")  # "I'm" is nobody's name
 
 
 def test_twelve_digits_without_a_card_word_stay(redactor: Redactor) -> None:
