@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import statistics
 import threading
 import time
 from collections import Counter
@@ -235,6 +236,12 @@ def bench_ingest(beir: Path, limit: int | None = None, followups: bool = True) -
         "reingest_to_first_ratio": round(again_s / first_s, 4),
         "peak_rss_mb": round(rss.peak / 2**20),
     }
+
+
+def with_medians(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Several ``bench ingest`` runs and the median of each ratio: one run on a noisy machine says little."""
+    keys = ("pipeline_to_raw_ratio", "pipeline_to_raw_cpu_ratio", "chunks_per_s", "raw_embed_chunks_per_s")
+    return {"runs": runs, "median": {k: statistics.median(r[k] for r in runs) for k in keys}}
 
 
 def synthetic_texts(n: int, seed: int = 7) -> list[str]:

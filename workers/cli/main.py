@@ -453,11 +453,14 @@ def bench_ingest(
     as_json: Annotated[bool, typer.Option("--json")] = False,
     limit: Annotated[Optional[int], typer.Option(help="Only the first N documents.")] = None,
     followups: Annotated[bool, typer.Option(help="Also build the entity graph and summaries.")] = True,
+    runs: Annotated[int, typer.Option(min=1, help="Repeat on a fresh sluice each time; prints every run and the medians.")] = 1,
 ) -> None:
     """Ingest a BEIR corpus through the real pipeline and compare with bare sentence-transformers."""
     from workers.bench.speed import bench_ingest as run
+    from workers.bench.speed import with_medians
 
-    result = run(beir, limit, followups)
+    results = [run(beir, limit, followups) for _ in range(runs)]
+    result = results[0] if runs == 1 else with_medians(results)
     typer.echo(json.dumps(result) if as_json else json.dumps(result, indent=2))
 
 
