@@ -30,6 +30,8 @@ from pipelines.redact_base import ORG_WORDS, PERSON, Recognizer, case_mode, fiel
 
 _PROPER = {"NNP", "NNPS"}
 _NAME_WORD = re.compile(r"\p{L}[\p{L}\p{M}'’\-]*")
+_FOREIGN = re.compile(r"[^\p{Script=Latin}\p{M}'’\-]|[^\x00-\x7fàáâäçèéêëíîïñóôöúûüÀÁÂÄÇÈÉÊËÍÎÏÑÓÔÖÚÛÜ'’\-]")
+"""Letters of no English word, loanwords' accents ("café", "naïve") aside: ł, ø, ő, ž, ß, ...; or another script."""
 _REGION_AFTER = re.compile(r",[ \t]*(?:\p{Lu}{2}\b|\p{Lu}\p{Ll}+)")  # "Doylestown, PA", "Kiel, Germany"
 _LIST_GAP = re.compile(r",[ ]|,?[ ](?:and|or|&)[ ]")
 _PARTICLES = frozenset("van von der den de del della di da dos das du le la bin ibn al el st.".split())
@@ -104,7 +106,11 @@ def _runs(doc: Doc, text: str, cased: bool) -> list[list[Token]]:
                           and not common(token.text))
         # without capitals, a word people write capitalised ("carol", "smith") is a proper noun too
         truecased = not cased and shaped and token.tag_ != "UH" and token.lower_ in capitalised() and not token.is_stop
-        proper = (token.tag_ in _PROPER or unknown_inside or truecased) and shaped and not (cased and _acronym(token.text))
+        # a capitalised word spelt with letters English never uses ("Wisław", "Søren") is a name, first in
+        # its sentence too
+        foreign = cased and shaped and token.text[0].isupper() and not token.is_stop and _FOREIGN.search(token.text) is not None
+        proper = ((token.tag_ in _PROPER or unknown_inside or truecased or foreign) and shaped
+                  and not (cased and _acronym(token.text)))
         particle = current and token.lower_ in _PARTICLES and token.i + 1 < len(doc)
         joined = current and current[-1].whitespace_ == " " and "\n" not in current[-1].whitespace_
         if proper and (not current or joined):
@@ -262,7 +268,8 @@ def person_runs(doc: Doc, text: str, cased: bool) -> list[tuple[int, int, float]
         if not label:
             score = 0.55
         elif label in _PLACE_LABELS or label in _OTHER_LABELS:
-            if after_locative or _REGION_AFTER.match(text, end):
+            region = _REGION_AFTER.match(text, end)  # "Doylestown, PA", not "Slavko Bilić, Louelle van Dijk"
+            if after_locative or (region and _label(ents, region.end() - 1, region.end()) != PERSON):
                 continue  # "in Doylestown", "Doylestown, PA": a place
             score = 0.5
         elif label == "ORG":

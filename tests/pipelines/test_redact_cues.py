@@ -34,6 +34,9 @@ def redactor() -> Redactor:
     ('Ines: "Who are you?"\nTomas:"I\'m Odile\'s son".', ["Ines", "Tomas", "Odile"]),  # a quote glued to the colon
     ("The firm is the work of its founders: Harlow, Penn and Marsh.", ["Harlow", "Penn", "Marsh"]),
     ("Nobody agrees on the true age of Ilse, the painter.", ["Ilse"]),
+    ("Wiesław K Dąbrowski of Harbour Trust Ltd opened the meeting.", ["Wiesław", "Dąbrowski"]),  # first in the sentence
+    ("The prize went to Harbour Capital Trust's Radko Jelić, Louelle van den Brandhof of Encres SA, and others.",
+     ["Radko", "Jelić"]),  # no "Town, Region"
 ])
 def test_an_identifier_marked_by_its_surroundings_is_redacted(redactor: Redactor, text: str, values: list[str]) -> None:
     out = redactor.redact(text).text
