@@ -76,6 +76,16 @@ def search(req: SearchRequest, timeout_s: float = 30.0) -> list[SearchHit]:
     return [SearchHit.model_validate(h) for h in hits]
 
 
+def why_no_path(source: str, target: str, known: Callable[[str], bool], look_up: str) -> str:
+    """Why the graph holds no path between two entities: an end it does not know (``look_up`` says how to
+    find its name, ``{}`` standing for it), or two entities that never occur together, directly or through
+    others. The CLI and the API say the same."""
+    unknown = [name for name in (source, target) if not known(name)]
+    if unknown:
+        return "; ".join(f"no entity {name!r} in the graph (try {look_up.format(name)})" for name in unknown)
+    return f"no path from {source} to {target}: they are not connected through any chain of shared chunks"
+
+
 def events_for(paths: list[Path], s: Settings) -> list[Event]:
     """Events for files and folders named on the command line; a folder is reconciled whole.
 

@@ -75,12 +75,10 @@ def path(source: str, target: str, tenant: TenantOpt = None, as_json: JsonOpt = 
 
 
 def _no_path(source: str, target: str, tenant: str | None) -> str:
-    """Why there is no path: an end the graph does not know (found as `sluice graph entity` finds it), or two
-    entities that never occur together, directly or through others."""
-    unknown = [name for name in (source, target) if _ask("entity", {"id": name, "tenant": tenant, "limit": 1}) is None]
-    if unknown:
-        return "; ".join(f"no entity {name!r} in the graph (try `sluice graph entities {name}`)" for name in unknown)
-    return f"no path from {source} to {target}: they are not connected through any chain of shared chunks"
+    from workers.client import why_no_path
+
+    return why_no_path(source, target, lambda name: _ask("entity", {"id": name, "tenant": tenant, "limit": 1})
+                       is not None, "`sluice graph entities {}`")
 
 
 @graph_app.command("communities")

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query
 from schemas.graph import Community, EntityDetail, GraphPath, GraphStats
 from schemas.graph import Entity as EntityOut
 from schemas.search import tenant_refusal
+from workers.client import why_no_path
 from workers.http.asking import ask
 from workers.http.auth import Caller
 from workers.runtime.config import settings
@@ -52,7 +53,8 @@ def graph_router(caller: Callable[..., Caller]) -> APIRouter:
         """Shortest chain of co-occurrences between two entities, with the chunks behind each step."""
         found = _ask("path", {"from": source, "to": to, "tenant": tenant}, who)
         if found is None:
-            raise HTTPException(404, f"no path from {source} to {to}")
+            known = lambda name: _ask("entity", {"id": name, "tenant": tenant, "limit": 1}, who) is not None  # noqa: E731
+            raise HTTPException(404, why_no_path(source, to, known, "GET /graph/entities?q={}"))
         return found
 
     @r.get("/communities", response_model=list[Community])
