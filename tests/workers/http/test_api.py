@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 import pytest
 from cdp_browser import Browser, only_local
+from conftest import wait_for
 from fastapi.testclient import TestClient
 
 from harness import Sluice
@@ -314,3 +315,12 @@ def test_a_document_reads_as_typed_fields_with_iso_times_and_one_summary(served)
     assert datetime.fromisoformat(doc["chunks"][0]["updated_at"]).tzinfo is not None
     assert doc["chunks"][0]["section"] == "Outlet" and doc["chunks"][0]["position"] == 0
     assert httpx.get(f"{served}/documents/{hit['doc_id']}").status_code == 401
+
+
+def test_a_path_to_an_unknown_entity_names_it(http):
+    globex = {"tenant": "globex"}
+    known = wait_for(lambda: http.get("/graph/entities", params={"q": "Globex", **globex}).json(), "Globex in the graph")
+    r = http.get("/graph/path", params={"from": known[0]["name"], "to": "Zanzibar Widgets", **globex})
+    assert r.status_code == 404
+    assert r.json()["detail"] == ("no entity 'Zanzibar Widgets' in the graph "
+                                  "(try GET /graph/entities?q=Zanzibar Widgets)")
