@@ -62,6 +62,21 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         funcs += [h for f in funcs for h in _helpers(f)]
         heavy = item.get_closest_marker("integration") or any(_starts_something(f) for f in funcs if f)
         item.add_marker("integration" if heavy else "unit")
+    # Two xdist workers take one test file at a time, in this order: the longest files first, so neither
+    # worker is left with a long one at the end (order within a file is kept).
+    items.sort(key=lambda item: _LONGEST_FIRST.get(item.path.relative_to(_TESTS).as_posix(), len(_LONGEST_FIRST)))
+
+
+_TESTS = Path(__file__).resolve().parent
+# Files of a minute or more in the last measured run (--durations), longest first.
+_LONGEST_FIRST = {name: rank for rank, name in enumerate((
+    "test_pipeline.py", "workers/cli/test_cli.py", "workers/runtime/test_redis_outage.py",
+    "workers/stages/test_poison.py", "workers/stages/test_atomic_swap.py", "workers/runtime/test_redelivery.py",
+    "workers/followups/test_summaries.py", "workers/query/test_generation_commands.py",
+    "workers/stages/test_embed_switch.py", "workers/cli/test_bench_chaos.py", "workers/cli/test_operations.py",
+    "workers/query/test_generation_server.py", "workers/ingress/test_watcher.py",
+    "workers/followups/test_relations.py", "pipelines/test_visibility.py",
+))}
 
 
 @pytest.fixture(scope="module")
