@@ -269,7 +269,9 @@ class Generations:
 
     def _build(self, name: str, hostname: str | None = None) -> None:
         generation = self.registry.generations[name]
-        target, embedder = self._open(generation.location), self.embedder_for(generation.backend)
+        # every core: a build runs only while no live work is queued (_yield_to_live_traffic), and the query
+        # worker's share of them (one of two, beside its other threads) made it embed at half speed
+        target, embedder = self._open(generation.location), self.embedder_for(generation.backend, os.cpu_count())
         task = BuildTask(generation, hostname)
         task.begin()
         try:

@@ -41,11 +41,13 @@ def embedder() -> Embedder:
 
 
 @cache
-def embedder_for(backend: str) -> Embedder:
+def embedder_for(backend: str, threads: int | None = None) -> Embedder:
+    """One embedder per runtime (and thread count) in a process; ``threads`` defaults to this process's share
+    of the cores."""
     from pipelines.embed import Embedder
 
     config = settings()
-    return Embedder(batch_size=config.embed_batch_size, backend=backend, threads=_threads(),  # type: ignore[arg-type]
+    return Embedder(batch_size=config.embed_batch_size, backend=backend, threads=threads or _threads(),  # type: ignore[arg-type]
                     cache=config.model_cache)
 
 
