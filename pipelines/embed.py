@@ -69,12 +69,16 @@ class Embedder:
     """
 
     def __init__(
-        self, batch_size: int = 16, backend: Backend = "auto", threads: int | None = None, cache: Path | None = None
+        self, batch_size: int | None = None, backend: Backend = "auto", threads: int | None = None,
+        cache: Path | None = None,
     ) -> None:
         if backend not in BACKENDS:
             raise ValueError(f"unknown embedding backend {backend!r}: use {', '.join(BACKENDS)}")
-        self.batch_size = batch_size
         self.requested: Runtime = resolve(backend)
+        # On the CPU one text per forward pass is fastest (CISI, int8: 32.7 ms per text alone, 38.8 in
+        # length-sorted batches of 16, 41.7 in a document's own pairs): padding a short last chunk to a
+        # long one costs more than a call, and one text's activations stay in cache. A GPU wants batches.
+        self.batch_size = batch_size or (16 if self.requested == "torch" and _cuda() else 1)
         self.space = vector_space(self.requested)
         self.threads = threads
         self.cache = cache or onnx_model.default_cache()

@@ -56,7 +56,7 @@ class Settings(BaseSettings):
     sweep_interval_s: float = 60.0
 
     # Embedding.
-    embed_batch_size: int = 16
+    embed_batch_size: int | None = None  # unset: one text per forward pass on the CPU, 16 on a GPU
     # auto: torch on CUDA, else onnx-int8 (the int8 graph); onnx: the fp32 graph. The embedder of a new index
     # generation; an existing one keeps its own (`sluice generation create` moves an index to another).
     embed_backend: Literal["auto", "torch", "onnx", "onnx-int8"] = "auto"
