@@ -181,7 +181,8 @@ def ingest(
         statuses = through_outages(lambda: st.statuses(pending))
         finished = [eid for eid, status in zip(pending, statuses) if status in TERMINAL]
         infos.update(through_outages(lambda: [(eid, st.event_info(eid)) for eid in finished]))
-        pending = [eid for eid in pending if eid not in set(finished)]
+        done = set(finished)
+        pending = [eid for eid in pending if eid not in done]
         for eid in finished:
             if on_document:
                 on_document(key_of[eid], infos[eid].get("status", ""))

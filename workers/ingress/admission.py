@@ -25,9 +25,8 @@ class Ingress:
         self.s = settings
 
     def has_room(self) -> bool:
-        if self.st.in_flight() >= self.s.max_in_flight:
-            return False
-        return all(self.st.queue_depth(q) < self.s.max_queue_depth for q in ALL_QUEUES)
+        in_flight, depths = self.st.occupancy(ALL_QUEUES)
+        return in_flight < self.s.max_in_flight and all(d < self.s.max_queue_depth for d in depths.values())
 
     def wait_for_room(self, timeout_s: float | None = None) -> None:
         deadline = None if timeout_s is None else time.monotonic() + timeout_s

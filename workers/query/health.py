@@ -53,11 +53,12 @@ def overview(st: State) -> dict[str, Any]:
     alive = workers()
     consumed = {q for qs in alive.values() for q in qs}
     index, graphs = query_worker_sizes()
+    in_flight, depths = st.occupancy(ALL_QUEUES)
     return {
-        "queues": {q: st.queue_depth(q) for q in ALL_QUEUES},
+        "queues": depths,
         "unconsumed_queues": [q for q in ALL_QUEUES if q not in consumed],  # work there waits for nobody
         "workers": alive,
-        "in_flight": st.in_flight(),
+        "in_flight": in_flight,
         "unacked": int(st.r.hlen("unacked")),
         "dead_letters": len(letters),
         "dead_letters_by_stage": by_stage,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Iterable
 from typing import Any
 
 from celery import current_task
@@ -133,6 +134,16 @@ class Events(Base):
 
     def queue_depth(self, queue: str) -> int:
         return int(self.r.llen(queue))
+
+    def occupancy(self, queues: Iterable[str]) -> tuple[int, dict[str, int]]:
+        """Events in flight and each queue's depth in one round trip: admission asks before every event."""
+        names = list(queues)
+        pipe = self.r.pipeline(transaction=False)
+        pipe.zcard(keys.IN_FLIGHT)
+        for q in names:
+            pipe.llen(q)
+        in_flight, *depths = pipe.execute()
+        return int(in_flight), {q: int(d) for q, d in zip(names, depths)}
 
     # -- idempotency --------------------------------------------------------
     def mark_stage_done(self, stage: str, event_id: str, pipe: Any = None) -> None:
