@@ -65,14 +65,15 @@ class SluiceCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         r, counters = self.st.r, self.st.counters()
 
+        in_flight, depths = self.st.occupancy(ALL_QUEUES)
         depth = GaugeMetricFamily("sluice_queue_depth", "Messages waiting in a Celery queue.", labels=["queue"])
-        for q in ALL_QUEUES:
-            depth.add_metric([q], self.st.queue_depth(q))
+        for q, n in depths.items():
+            depth.add_metric([q], n)
         yield depth
         yield GaugeMetricFamily("sluice_unacked_messages", "Messages taken by workers, not yet acknowledged.",
                                 value=int(r.hlen("unacked")))
         yield GaugeMetricFamily("sluice_in_flight_events", "Events between ingress and a terminal state.",
-                                value=self.st.in_flight())
+                                value=in_flight)
 
         ingress = CounterMetricFamily("sluice_ingress_events", "Events submitted at an ingress, by outcome.",
                                       labels=["outcome"])
