@@ -427,9 +427,9 @@ def bench_burst(files: int = 5000, bound: int = 64) -> dict[str, Any]:
 
             def sample() -> None:
                 while not stop.is_set():
-                    peak["in_flight"] = max(peak["in_flight"], st.in_flight())
-                    for q in ALL_QUEUES:
-                        peak[q] = max(peak[q], st.queue_depth(q))
+                    in_flight, depths = st.occupancy(ALL_QUEUES)  # one snapshot, as admission sees it
+                    for name, n in {"in_flight": in_flight, **depths}.items():
+                        peak[name] = max(peak[name], n)
                     time.sleep(0.01)
 
             sampler = threading.Thread(target=sample, daemon=True)
