@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import io
 import json
+import os
 import re
 import threading
 import zipfile
@@ -568,6 +569,7 @@ def _point_tokenizer_at_installed_model() -> None:
     tokenize._load_spacy_model = _load
     tokenize._get_nlp.cache_clear()
     _untagged_splits()
+    _verbs_only_for_title_candidates()
     _tokenizer_ready = True
 
 
@@ -592,6 +594,27 @@ def _untagged_splits() -> None:
     size = tokenize.CACHE_MAX_SIZE
     tokenize._tokenize_for_cache = functools.lru_cache(maxsize=size)(lambda text: tuple(s.text for s in split(text).sents))
     text_type.word_tokenize = functools.lru_cache(maxsize=size)(lambda text: [t.text for t in split(text)])
+
+
+def _verbs_only_for_title_candidates() -> None:
+    """Tag an element's words only where the verb check can change its kind for us.
+
+    unstructured tags every short element to tell narrative text from the rest
+    ("contains a verb"). Narrative and plain text are both our "text", and the rest
+    can be a title only within unstructured's own word bound (``is_possible_title``),
+    so a longer element's verbs change nothing: it skips the tagger. Measured on
+    300 CISI abstracts: 5.8 -> ~2 ms a document; identical elements there and on
+    the 41 files of many formats in ../shared/data/docs.
+    """
+    from unstructured.partition import text_type
+
+    tagged = text_type.contains_verb
+
+    def contains_verb(text: str) -> bool:
+        words = int(os.environ.get("UNSTRUCTURED_TITLE_MAX_WORD_LENGTH", 12))  # is_possible_title's bound
+        return len(text.split(" ")) > words or tagged(text)
+
+    text_type.contains_verb = contains_verb
 
 
 def _short(exc: BaseException, limit: int = 200) -> str:

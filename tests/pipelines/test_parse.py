@@ -416,6 +416,24 @@ def test_tokenizer_uses_installed_spacy_model_without_parser() -> None:
     assert tokenize.sent_tokenize("First one here. Second one there.") == ["First one here.", "Second one there."]
 
 
+
+def test_only_short_lines_are_tagged_and_kinds_hold(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A verbless line of up to 12 words is a title, a longer one stays text, and only the short one reaches the tagger."""
+    from unstructured.nlp import tokenize
+
+    parse_bytes(b"warm up", "a.txt")
+    tagged: list[str] = []
+    run = tokenize._run_pipeline
+    monkeypatch.setattr(tokenize, "_run_pipeline", lambda text: tagged.append(text) or run(text))
+    tokenize._process_cached.cache_clear()
+    tokenize.pos_tag.cache_clear()
+    long_line = "Annual figures of the northern reservoirs and the southern canals, pumps, sluices and weirs in tables"
+    short_line = "levels of the northern reservoirs"
+    doc = parse_bytes(f"{short_line}\n\n{long_line}\n".encode(), "levels.txt")
+    assert [(e.text, e.kind) for e in doc.elements] == [(short_line, "title"), (long_line, "text")]
+    assert tagged == [short_line]
+
+
 # -- real-world files (the shared data: skipped where absent, a failure in CI) -----------------------------
 
 MUST_PARSE = {
