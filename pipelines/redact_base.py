@@ -76,6 +76,6 @@ UNIT = r"(?i:apt|apartment|suite|ste|unit|flat|floor|fl|room|rm|bldg|building|bo
 ORG_WORDS = frozenset(
     """inc ltd llc llp plc gmbh ag sa bv co corp corporation company group bank university
     consulting software services solutions technologies systems partners associates
-    foundation institute agency studio labs""".split()
+    foundation institute agency studio labs limited incorporated holdings industries enterprises""".split()
 )
 """Last words of a company's name ("Blue Fjord Ltd"): what ends with one is no person."""

@@ -7,9 +7,11 @@ nouns (NNP), in lower-case text too. A proper noun that is not an English word
 is most often a name, so a run of proper nouns holding a word that the model's
 own lexicon (the lemmatizer's WordNet index) does not know, or that people write
 capitalised far more often than not (spaCy's English word-frequency table), is
-taken as a person, unless the recogniser or the words around it say place or
-organisation. Common words ("Stanley Cup", "Team", "Library") never make a name
-on their own; people listed with a person are people too.
+taken as a person, unless the words around it say place or organisation, or the
+recogniser does for a place or a lone word (two capitalised words it calls an
+organisation, "Tristan Dennis", with no company word, are a name). Common words
+("Stanley Cup", "Team", "Library") never make a name on their own; people listed
+with a person are people too.
 """
 
 from __future__ import annotations
@@ -256,7 +258,10 @@ def person_runs(doc: Doc, text: str, cased: bool) -> list[tuple[int, int, float]
         if label == PERSON:
             seeds.append(start)  # the recogniser's own person: Presidio's spaCy recogniser reports it
             continue
-        unknown = [t for t in words if not (known(t.text) if label else common(t.text))]
+        # Typed an organisation, two or more words people write capitalised read as a name ("Tristan Dennis");
+        # a place, or one word alone ("Google"), needs a word English does not know at all.
+        by_shape = not label or (label == "ORG" and len(words) > 1)
+        unknown = [t for t in words if not (common(t.text) if by_shape else known(t.text))]
         if not unknown:
             if _subject_name(doc, text, run, label, cased) or _named_midway(doc, text, run, label, cased):
                 found.append((start, end, 0.5))
