@@ -14,9 +14,11 @@ The unused templates are dealt in two halves by position: ``tune`` (even) to loo
 ``report`` (odd) to report on. ``folds`` takes the large set's own tuning templates instead
 (every template outside the held-out fold 0 of ``--split-by-template 3``) and fills them with new
 values, in another Faker locale and lower-cased more often if asked: shapes already tuned on, people
-and places never seen, to find what the rules overfit to without looking at the held-out fold. Labels are re-read from the text, since the generator keeps a name's
-case in its label when it lower-cases the sentence; escaped line breaks in the templates become real
-ones, as they are in the large set.
+and places never seen, to find what the rules overfit to without looking at the held-out fold.
+
+Labels are re-read from the text, since the generator keeps a name's case in its label when it
+lower-cases the sentence; escaped line breaks in the templates become real ones, as they are in the
+large set.
 """
 
 from __future__ import annotations
