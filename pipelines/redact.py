@@ -227,6 +227,10 @@ def _may_be_person(text: str, r: RecognizerResult, doc: Doc) -> bool:
     # "Zak Sanders" is somebody: a plural that people mostly write capitalised is a surname
     if span is not None and len(span) and plural_noun(span[-1]) and common(span[-1].text) and not strong:
         return False
+    # "the Library", "a Handbook": one English word after an article is a thing, whatever the recogniser says
+    if span is not None and len(span) == 1 and span.start and common(span[0].text) and not strong and \
+            doc[span.start - 1].lower_ in {"the", "a", "an"}:
+        return False
     header = _table_header(text, r.start)
     return header is None or bool(PERSON_FIELDS.search(header))
 
@@ -239,6 +243,9 @@ def _clean_person(text: str, r: RecognizerResult) -> list[tuple[int, int]]:
     for part in text[r.start : r.end].split("\n"):
         lead = len(part) - len(part.lstrip(" \t?*•-\"'("))
         core = re.sub(r"(?:['’]s?|[\s,.;:\"')])+$", "", part.strip(" \t?*•-\"'("))
+        head, of, _ = core.partition(" of ")
+        if of and head and core.split()[-1].lower().strip(".,") in ORG_WORDS:
+            core = head  # "Donna Lončar of Secure Inc.": the person, not the company after "of"
         words = core.split()
         label_end = offset + lead + len(core)
         while len(words) > 1 and common(words[-1]) and field_label_at(text, label_end):
@@ -277,8 +284,9 @@ def _spread_names(text: str, spans: list[tuple[int, int, str, float]]) -> list[t
     for start, end, entity, _ in spans:
         if entity == PERSON:
             value = text[start:end]
-            names.add(value)
             words = value.split()
+            if len(words) > 1 or not common(value):  # one mistaken "Library" must not take every other
+                names.add(value)
             if len(words) > 1:
                 names.update(w for w in words if len(w) > 2 and is_cap(w) and w.lower() not in STOP)
     extra = []

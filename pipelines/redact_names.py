@@ -157,8 +157,15 @@ def _is_label(text: str, token: Token) -> bool:
     return field_label_at(text, token.idx + len(token)) and common(token.text)
 
 
+_TITLE_WORDS = 24
+"""A title is short: a longer line in capitals is prose that names many companies and people
+("... including Jade Giroux of Apollo Commercial Real Estate Finance Inc., ...")."""
+
+
 @functools.lru_cache(maxsize=256)
 def _title_case(line: str) -> bool:
+    if len(line.split()) > _TITLE_WORDS:
+        return False
     words = [w for w in line.split() if len(w) > 3 and w.isalpha()]
     return len(words) >= 4 and sum(w[0].isupper() for w in words) >= 0.75 * len(words)
 

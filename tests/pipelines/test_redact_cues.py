@@ -38,6 +38,12 @@ def redactor() -> Redactor:
     ("The prize went to Harbour Capital Trust's Radko Jelić, Louelle van den Brandhof of Encres SA, and others.",
      ["Radko", "Jelić"]),  # no "Town, Region"
     ("Please send the invoice to Tristan Dennis", ["Tristan", "Dennis"]),  # the recogniser says ORG
+    # a long line in capitals is prose, not a title; "X of Company Inc." is a person of a company
+    ("Harbour Board members heard many speakers, among them Coral Tessmer of Bright Basin Energy Inc., Amber "
+     "Quennell of Atlas Commercial Real Estate Finance Inc., North Shore Trust's Dale Ormsby, and Slate Ridge "
+     "Mining Corporation's Ivy Brankov.", ["Coral Tessmer", "Amber Quennell", "Ivy Brankov"]),
+    ("Among the new board members are Jade Quennell of Apollo Commercial Real Estate Finance Inc., Tidewater "
+     "Holdings Ltd's Opal Marrick, and Coral Basin Partners' Flint Ormsby.", ["Jade", "Opal Marrick", "Flint"]),
 ])
 def test_an_identifier_marked_by_its_surroundings_is_redacted(redactor: Redactor, text: str, values: list[str]) -> None:
     out = redactor.redact(text).text
@@ -53,6 +59,28 @@ def test_what_only_names_look_like_stays(redactor: Redactor) -> None:
     assert redactor.redact("I'm Odile's son.").text.startswith("I'm <PERSON_")  # "I'm" is nobody's name
 
 
+def test_one_english_word_the_recogniser_calls_a_person_is_not_spread_or_taken_after_an_article(
+        redactor: Redactor) -> None:
+    """The small model calls "Library" a person here; a thing after "the" is nobody, and a common word
+    found once is not redacted wherever else it appears."""
+    text = ("Library patrons who wish to borrow rare maps must ask at the front desk. The Library opens at nine, "
+            "and the Library closes at five.")
+    assert redactor.redact(text).text == text
+
+
 def test_twelve_digits_without_a_card_word_stay(redactor: Redactor) -> None:
     text = "Order 501938472617 shipped on Tuesday."  # Luhn-valid, as one random number in ten is
     assert redactor.redact(text).text == text
+
+
+def test_a_person_span_running_on_into_of_company_keeps_the_person() -> None:
+    """The small model's person spans swallow "of Secure Inc." in lists of who is where; the span ends in a
+    company word, so it was dropped whole and the name leaked. The name before "of" is kept."""
+    from presidio_analyzer import RecognizerResult
+
+    from pipelines.redact import _clean_person
+
+    text = "Among them were Vesna Lončarić of Secure Inc. and two others."
+    start = text.index("Vesna")
+    span = RecognizerResult("PERSON", start, text.index(" and"), 0.85)
+    assert [text[s:e] for s, e in _clean_person(text, span)] == ["Vesna Lončarić"]
