@@ -23,17 +23,18 @@ _POSTAL = (
     r"(?:\d{4,6}(?:-\d{3,4})?|[A-Z]{1,2}\d[A-Z\d]?\s?\d[A-Z]{2}|[A-Z]\d[A-Z]\s?\d[A-Z]\d)"
 )
 _CONNECTORS = frozenset(
-    "and of the de da del della di do dos das du des la le les von van der den am an upon on y i".split()
+    "and of the de da del della delle dello degli dei di do dos das du des la le les von van der den am an upon on y i"
+    .split()
 )
 
 _EN_TYPES = (
-    r"street|st|road|rd|avenue|ave|av|boulevard|blvd|drive|dr|lane|ln|way|court|ct|place|pl|"
+    r"street|st|str|road|rd|avenue|ave|av|boulevard|blvd|drive|dr|lane|ln|way|court|ct|place|pl|"
     r"square|sq|terrace|ter|parkway|pkwy|highway|hwy|crescent|cres|close|grove|row|mews|"
     r"circle|cir|trail|trl|alley|gardens|gdns|hill|park|path|pike|plaza|quay|wharf|green|"
     r"esplanade|embankment|broadway|walk"
 )
 _PREFIX_TYPES = (
-    r"rue|avenue|av|boulevard|bd|chemin|allée|impasse|quai|route|via|viale|vicolo|piazza|"
+    r"rue|place|avenue|av|boulevard|bd|chemin|allée|impasse|quai|route|via|viale|vicolo|piazza|"
     r"corso|largo|calle|avenida|avda|paseo|plaza|camino|carrera|rua|travessa|praça|ulica|ul|"
     r"aleja|al|πλατεία|οδός|λεωφόρος|cours|carrer|passeig|plaça|rambla|c/|kalea|pasaje|travesía"
 )
@@ -41,12 +42,12 @@ _PREFIX_TYPES = (
 _SUFFIX_TYPES = (
     r"straat|strasse|straße|str|gasse|weg|laan|plein|gracht|kade|dijk|singel|allee|platz|"
     r"gürtel|damm|ufer|steig|pfad|markt|vej|gade|gatan|gata|gate|vägen|väg|gränd|torget|"
-    r"veien|vegen|katu|tie|polku|kuja|utca|útja|út|tér|körút|rakpart|rkp|ulice|náměstí|"
-    r"nám|třída|cesta|trg|ulitsa|iela|gatvė|tänav|tee|maantee|puiestee|u(?=\.)"
+    r"veien|vegen|vei|veg|katu|tie|polku|kuja|utca|útja|út|tér|körút|rakpart|rkp|ulice|náměstí|"
+    r"nám|třída|cesta|trg|ulica|ulitsa|iela|gatvė|tänav|tee|maantee|puiestee|u(?=\.)"
 )
 _DIR = r"(?i:n|s|e|w|ne|nw|se|sw|north|south|east|west)\.?"
 
-_PARTICLE = r"(?i:de|la|le|du|des|del|della|di|da|do|dos|das|von|van|der|den)"  # never ends a street name
+_PARTICLE = r"(?i:de|la|le|du|des|del|della|delle|dello|degli|dei|di|da|do|dos|das|von|van|der|den)"  # never ends a street name
 _STREET_PATTERNS = [
     # 123 Main St / 4500 N. Oak Avenue / 27 2279 President St
     re.compile(
@@ -101,6 +102,7 @@ _TOKEN = re.compile(  # UK / Canadian postcodes first: "SW1A 2AA" is one token
     r"\n|[^\S\n]+|[\p{L}\p{M}][\p{L}\p{M}\p{S}\p{Cf}'’\-]*\.?|\d+(?:-\d+)?\.?|.",
     re.S,
 )
+_ELISION = re.compile(r"^[dlDL]['’](?=\p{Lu})")
 _UNIT_BEFORE = re.compile(rf"(?<![\w-]){UNIT}[ \t]*#?[\w-]{{1,6}},?[ \t]+$")
 _TOWN_AFTER = re.compile(r",[ \t]*\p{Lu}")
 _LABEL_LINE = re.compile(r"[^\w\n]*\w+(?:[ ]\w+)?[ ]*:")
@@ -131,7 +133,11 @@ def _name_ok(name: str, cased: bool, *, after_type: bool = False, loose: bool = 
     After a street type the name may open with a particle ("Rue de la Sarthe"); in a postal
     block (``loose``) only its first word need be capitalised ("Luite tee", "Boriñaur enparantza").
     """
-    words = [w.strip(".'’") for w in name.split()]
+    # an elided particle ("rue Porte d'Orange") is read as the name it elides; a saint ("St. John
+    # Street", "St Marks Place") opens a street name though "st" is no name word elsewhere
+    words = [_ELISION.sub("", w.strip(".'’")) for w in name.split()]
+    if len(words) > 1 and words[0] in ("St", "Ste", "ST", "STE"):
+        words = words[1:]
     if not words or any(w.lower() in STOP and w.lower() not in _CONNECTORS for w in words):
         return False
     if any(c.isdigit() for w in words for c in w):
@@ -157,11 +163,10 @@ def _continuation(text: str, end: int, cased: bool) -> int:
     last, in_block, line_start, depth = end, False, False, 0
     for k, i in enumerate(words):
         s, e, t = toks[i]
-        between = text[last:s]
+        between, line = text[last:s], _line_at(text, s)
         if "\n" in between:
             if between.count("\n") > 2:
                 break
-            line = _line_at(text, s)
             if _LABEL_LINE.match(line) or phone_at(line):
                 break
             in_block = line_start = True
@@ -170,7 +175,8 @@ def _continuation(text: str, end: int, cased: bool) -> int:
         nxt = toks[words[k + 1]][2] if k + 1 < len(words) else ""
         word = t.rstrip(".")
         lower = word.lower()
-        short_line = in_block and len(_line_at(text, s).split()) <= 3
+        short_line = in_block and sum(any(c.isalnum() for c in w) for w in line.split()) <= 3  # bullets aside
+        saint = word in ("St", "Ste", "ST", "STE") and is_cap(nxt)  # "St Jerome", "St. Albans": a town
         if re.fullmatch(UNIT, t):
             ok = bool(re.fullmatch(r"#?[\w-]+\.?", nxt))
         elif re.fullmatch(r"\d{1,6}(?:-\d{3,4})?\.?", t) or re.fullmatch(_POSTAL, word):
@@ -182,10 +188,10 @@ def _continuation(text: str, end: int, cased: bool) -> int:
         elif re.fullmatch(r"[\p{L}\p{M}][\p{L}\p{M}\p{S}\p{Cf}'’\-]*", word):
             if lower in _CONNECTORS and not (cased and word.isupper()):  # "DU 47621": a region code
                 ok = cased and (is_cap(nxt) or nxt.lower() in _CONNECTORS)  # "Kingdom of the Netherlands"
-            elif lower in STOP:
-                ok = False
+            elif lower in STOP:  # a saint, or a word of a town written in capitals ("MO I RANA")
+                ok = (saint and (short_line or text[last:s].strip() == ",")) or (short_line and line.isupper())
             elif cased:
-                ok = is_cap(word) or short_line or bool(re.fullmatch(_POSTAL, nxt.rstrip(".")))
+                ok = is_cap(_ELISION.sub("", word)) or short_line or bool(re.fullmatch(_POSTAL, nxt.rstrip(".")))
             else:
                 ok = in_block or text[last:s].strip() == ","
         else:
@@ -193,7 +199,7 @@ def _continuation(text: str, end: int, cased: bool) -> int:
         if not ok:
             break
         last = e - 1 if t.endswith(".") and not re.fullmatch(UNIT, t) else e
-        if t.endswith(".") and not re.fullmatch(UNIT, t) and not re.fullmatch(UNIT, nxt):
+        if t.endswith(".") and not re.fullmatch(UNIT, t) and not re.fullmatch(UNIT, nxt) and not saint:
             break  # "... 80815. It serves" ends the address
         line_start = False
     return last
@@ -226,7 +232,7 @@ def _name_line_above(text: str, start: int, cased: bool) -> tuple[int, int] | No
         if words[-1].lower().strip(".,") in ORG_WORDS:
             continue
         if 2 <= len(words) <= 4 and _name_ok(core, cased) and all(w.isalpha() for w in words):
-            offset = pos + 1 + line.rindex(core)
+            offset = pos + line.rindex(core)
             return offset, offset + len(core)
         return None
     return None

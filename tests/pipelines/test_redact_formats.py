@@ -15,6 +15,7 @@ import pytest
 
 from pipelines import redact_wordforms
 from pipelines.redact import Redactor
+from pipelines.redact_addresses import _name_line_above
 from pipelines.redact_base import Recognizer, opens_sentence
 from pipelines.redact_cards import LuhnCardRecognizer, luhn
 from pipelines.redact_context import ContextPersonRecognizer
@@ -136,11 +137,30 @@ def test_no_name_where_there_is_none(redactor: Redactor, text: str) -> None:
     ("Ivar Moen\n\n05 Björkvägen 55\n Suite 988\n GETINGE\n Kingdom of the Netherlands 37521",
      ["Netherlands 37521"]),
     ("Paula Varga lives at 90 Árpád fejedelem útja 3., Budapest", ["fejedelem útja 3"]),
+    # quote markers are no words of a town line; a saint or a capitalised town goes on to the postcode
+    (">  \n>  Ruth Okafor\n>  12 Cankarjeva 5\n>  Suite 40\n>  Šempeter ob Savinji\n>  Slovenia 33110", ["33110"]),
+    (">  \n>  88 Hollis Road\n>  Apt. 12\n>  St Brelade\n>  Jersey 40211", ["40211", "Brelade"]),
+    ("15 Storgata 7\nSuite 300\nBØ I TELEMARK\nNorway 38001", ["38001"]),
+    # street types and name words of other languages: French "place", "Str.", a saint, Slovene,
+    # Norwegian, Italian particles, a French elision
+    ("She lives at 3 place Bellecour, Lyon", ["3 place"]),
+    ("Our address: 41 Ermou Str., Athens", ["41 ", "Str."]),
+    ("Send it to 27 St. Kilda Street, Perth", ["27 St."]),
+    ("He lives at Slovenska ulica 19, Ljubljana", ["Slovenska"]),
+    ("Address: Kongens vei 14, Oslo", ["vei 14"]),
+    ("She moved to Via dei Mille 24, Roma", ["Via dei"]),
+    ("Ship it to 8 rue de l'Université, Paris", ["Université"]),
 ])
 def test_postal_blocks_with_the_unit_first(redactor: Redactor, text: str, values: list[str]) -> None:
     result = redactor.redact(text)
     for value in values:
         assert value not in result.text, result.text
+
+
+def test_the_addressee_line_is_found_where_it_is() -> None:
+    text = "Dear team,\n>  Ruth Okafor\n>  12 Cankarjeva 5"
+    start, end = _name_line_above(text, text.index("12 Cank"), cased=True)
+    assert text[start:end] == "Ruth Okafor"
 
 
 def test_one_answer_to_where_a_sentence_starts() -> None:
