@@ -158,7 +158,6 @@ def _build_analyzer(language: str) -> AnalyzerEngine:
         StreetAddressRecognizer(),
         LuhnCardRecognizer(),
         LoosePhoneRecognizer(),
-        ContextPersonRecognizer(),
         ProperNounRecognizer(),
     ):
         registry.add_recognizer(recognizer)
@@ -238,6 +237,8 @@ def _may_be_person(text: str, r: RecognizerResult, doc: Doc) -> bool:
 def _clean_person(text: str, r: RecognizerResult) -> list[tuple[int, int]]:
     """spaCy PERSON spans run across lines, swallow "'s" and catch URLs; keep the name parts."""
     cased = case_mode(text)
+    # "My name is Will", "Mrs. May": after the strongest cues a capitalised word is a name, stop word or not
+    named = (r.recognition_metadata or {}).get("recognizer_name") == "name by context" and r.score >= 0.8
     pieces = []
     offset = r.start
     for part in text[r.start : r.end].split("\n"):
@@ -252,6 +253,8 @@ def _clean_person(text: str, r: RecognizerResult) -> list[tuple[int, int]]:
             words.pop()  # "Margaret Holloway Phone: ...": a form's next label ends the name
             core = core[: core.rindex(words[-1]) + len(words[-1])]
             label_end = offset + lead + len(core)
+        if len(words) > 2 and re.fullmatch(UNIT, words[-2]) and re.fullmatch(r"#?\d[\w-]*", words[-1]):
+            words.pop()  # "Kristin Bader Suite 360": the unit and its number open the address
         while len(words) > 1 and re.fullmatch(UNIT, words[-1]):
             words.pop()  # "Diana Weöres Apt. 434 ...": the unit opens the address
             core = core[: core.rindex(words[-1]) + len(words[-1])]
@@ -264,7 +267,7 @@ def _clean_person(text: str, r: RecognizerResult) -> list[tuple[int, int]]:
             and (not cased or any(is_cap(w) or (w.isalpha() and not common(w)) for w in words))  # "by rose taylor"
             and words[-1].lower().strip(".,") not in ORG_WORDS  # "Blue Fjord Ltd"
             and not TOKEN_RE.search(core)
-            and any(w.lower() not in STOP for w in words)
+            and (any(w.lower() not in STOP for w in words) or (named and all(is_cap(w) for w in words)))
         ):
             pieces.append((offset + lead, offset + lead + len(core)))
         offset += len(part) + 1
@@ -339,6 +342,9 @@ class Redactor:
             raise ValueError("a non-empty secret is required: it keys the pseudonyms")
         self._language = language
         self._analyzer = _build_analyzer(language)
+        # outside Presidio's engine, which drops a result inside a higher-scored one of the same type: a
+        # cue's "Gallo" inside the recogniser's own "Gallo" would lose the evidence that it is a name
+        self._cues = ContextPersonRecognizer()
         self._anonymizer = AnonymizerEngine()
         self._operators = {
             entity: OperatorConfig(
@@ -361,7 +367,7 @@ class Redactor:
             results = analyzer.analyze(
                 text=view, language=self._language, nlp_artifacts=artifacts,
                 entities=list(THRESHOLDS), score_threshold=0.0,
-            )
+            ) + self._cues.analyze(view, [PERSON], artifacts)
             out.append(self._apply(text, results, artifacts.tokens, view))
         return out
 

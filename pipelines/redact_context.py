@@ -18,7 +18,7 @@ _NAME_STOP = frozenset(
     """the a an and or but i my your his her our their this that it we you he she they
     please yes no well hi hello hey dear thanks thank sorry ok okay so now also however
     sir madam mr mrs ms dr mister miss today tomorrow yesterday everyone anyone someone
-    guys folks team all here there what when where why how who""".split()
+    guys folks team all here there what when where why how who not never""".split()
 )
 _GROUPS = frozenset("team everyone all guys folks".split())
 
@@ -149,6 +149,7 @@ _ROLE_LIST = re.compile(  # "our 3 founders: Harvey, Smith and Mills": the peopl
     rf"(?i:\b(?:{_ROLES}))[ ]*:[ ]*(?P<list>{_NAME}(?:(?:,[ ]+|,?[ ]+(?:and|&)[ ]+){_NAME})+)"
 )
 _LEFT_EDGE = r"(?<![\p{L}\p{M}'’\-])"
+
 _CASED_CUES = [(re.compile(c.before + _LEFT_EDGE + f"(?P<name>{_NAME})" + c.after), c) for c in _CUES]
 _PLAIN_CUES = [
     (re.compile(c.before + _LEFT_EDGE + f"(?P<name>{_LOWER_NAME})" + c.after), c)
