@@ -23,7 +23,8 @@ _POSTAL = (
     r"(?:\d{4,6}(?:-\d{3,4})?|[A-Z]{1,2}\d[A-Z\d]?\s?\d[A-Z]{2}|[A-Z]\d[A-Z]\s?\d[A-Z]\d)"
 )
 _CONNECTORS = frozenset(
-    "and of the de da del della delle dello degli dei di do dos das du des la le les von van der den am an upon on y i"
+    "and of the de da del della delle dello degli dei dal dalla di do dos das du des au aux la le les von van der den am "
+    "an upon on y i"
     .split()
 )
 
@@ -42,12 +43,12 @@ _PREFIX_TYPES = (
 _SUFFIX_TYPES = (
     r"straat|strasse|straße|str|gasse|weg|laan|plein|gracht|kade|dijk|singel|allee|platz|"
     r"gürtel|damm|ufer|steig|pfad|markt|vej|gade|gatan|gata|gate|vägen|väg|gränd|torget|"
-    r"veien|vegen|vei|veg|katu|tie|polku|kuja|utca|útja|út|tér|körút|rakpart|rkp|ulice|náměstí|"
+    r"veien|vegen|vei|veg|katu|tie|polku|kuja|utca|útja|út|tér|körút|krt|rakpart|rkp|ulice|náměstí|"
     r"nám|třída|cesta|trg|ulica|ulitsa|iela|gatvė|tänav|tee|maantee|puiestee|u(?=\.)"
 )
 _DIR = r"(?i:n|s|e|w|ne|nw|se|sw|north|south|east|west)\.?"
 
-_PARTICLE = r"(?i:de|la|le|du|des|del|della|delle|dello|degli|dei|di|da|do|dos|das|von|van|der|den)"  # never ends a street name
+_PARTICLE = r"(?i:de|la|le|du|des|au|aux|del|della|delle|dello|degli|dei|dal|dalla|di|da|do|dos|das|von|van|der|den)"  # never ends a street name
 _STREET_PATTERNS = [
     # 123 Main St / 4500 N. Oak Avenue / 27 2279 President St
     re.compile(

@@ -151,6 +151,9 @@ def test_no_name_where_there_is_none(redactor: Redactor, text: str) -> None:
     ("Address: Kongens vei 14, Oslo", ["vei 14"]),
     ("She moved to Via dei Mille 24, Roma", ["Via dei"]),
     ("Ship it to 8 rue de l'Université, Paris", ["Université"]),
+    ("Ship it to 14 rue de la Croix aux Moines, Nantes", ["Moines"]),
+    ("She moved to Via dalla Fontana 6, Lugano", ["Via dalla"]),
+    ("Our address: Andrássy krt. 12., Budapest", ["krt. 12"]),
 ])
 def test_postal_blocks_with_the_unit_first(redactor: Redactor, text: str, values: list[str]) -> None:
     result = redactor.redact(text)
