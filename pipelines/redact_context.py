@@ -22,7 +22,7 @@ _NAME_STOP = frozenset(
 )
 _GROUPS = frozenset("team everyone all guys folks".split())
 
-_NAME = rf"{_CAP}(?:[ ]{{1,2}}{_CAP}){{0,3}}"
+_NAME = rf"{_CAP}(?:[ ]{{1,2}}(?:\p{{Lu}}\.?[ ]{{1,2}})?{_CAP}){{0,3}}"  # a middle initial inside: "Anouk S Morin"
 _LOWER_NAME = r"[\p{L}\p{M}][\p{L}\p{M}'’\-]+(?:[ ][\p{L}\p{M}][\p{L}\p{M}'’\-]+)?"
 _KIN = (
     r"kid|son|daughter|child|wife|husband|partner|spouse|mother|mom|mum|father|dad|brother|"

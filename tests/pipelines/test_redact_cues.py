@@ -50,6 +50,7 @@ def redactor() -> Redactor:
     ("Have you been to a Rosa Waters concert before?", ["Rosa Waters"]),
     ("My name is Will and I need help.", ["Will"]),
     ("Please ask Mrs. May about it.", ["May"]),
+    ("Have you been to a Marta K Lindqvist concert before?", ["Marta", "Lindqvist"]),  # a middle initial
 ])
 def test_an_identifier_marked_by_its_surroundings_is_redacted(redactor: Redactor, text: str, values: list[str]) -> None:
     out = redactor.redact(text).text
