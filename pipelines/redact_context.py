@@ -30,6 +30,7 @@ _KIN = (
     r"cousin|nephew|niece|fianc[ée]e?|girlfriend|boyfriend|neighbou?r|tenant|landlord|client|"
     r"patient|grandson|granddaughter|stepson|stepdaughter|baby|roommate|flatmate"
 )
+_KIN_WORD = re.compile(rf"(?i:{_KIN})")
 _PERSONAL_NOUN = _KIN + r"|address|phone|email|e-mail|home|birthday|name|ssn|passport"
 _POSSESSIVE = r"his|her|their|my|our|your"
 
@@ -216,8 +217,8 @@ class ContextPersonRecognizer(Recognizer):
             start, end = m.start("name"), m.start("name") + len(name)
             if not name or any(c.isdigit() for c in name) or (not cased and start in plural):
                 continue  # a plural noun ("give customers their ...") is nobody's name
-            if cue.rare and common(name):
-                continue
+            if (cue.rare and common(name)) or _KIN_WORD.fullmatch(name):
+                continue  # "Patient is a 61-year-old male": a relation or a role names nobody
             if not cue.strong and any(s < end and start < e for s, e in other):
                 continue
             results.append(result(PERSON, start, end, cue.score, "name by context"))

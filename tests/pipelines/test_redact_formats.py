@@ -120,6 +120,7 @@ def test_names_in_lower_case_chat(redactor: Redactor, text: str, name: str) -> N
     "Centralized Processing for Academic Libraries; the Colorado Academic Libraries Book Processing Center.",
     "Version 1.20.3045 was released.",
     "my name is not important here",  # a cue, but no name after it
+    "Patient is a 58-year-old woman with chest pain. Client lives alone.",  # roles, not names
     "General Motors opened a plant.",
     "See Aslib Proceedings, 20, 12, 542-50 (1968).",
     "ISBN 978-3-16-148410-0 covers pages 1200-1350 of the 2023/2024 season; ratio 1/25000.",
