@@ -23,9 +23,8 @@ _POSTAL = (
     r"(?:\d{4,6}(?:-\d{3,4})?|[A-Z]{1,2}\d[A-Z\d]?\s?\d[A-Z]{2}|[A-Z]\d[A-Z]\s?\d[A-Z]\d)"
 )
 _CONNECTORS = frozenset(
-    "and of the de da del della delle dello degli dei dal dalla di do dos das du des au aux la le les von van der den am "
-    "an upon on y i"
-    .split()
+    """and of the de da del della delle dello degli dei dal dalla di do dos das du des au aux la le les
+    von van der den am an upon on y i""".split()
 )
 
 _EN_TYPES = (

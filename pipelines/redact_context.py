@@ -150,7 +150,6 @@ _ROLE_LIST = re.compile(  # "our 3 founders: Harvey, Smith and Mills": the peopl
     rf"(?i:\b(?:{_ROLES}))[ ]*:[ ]*(?P<list>{_NAME}(?:(?:,[ ]+|,?[ ]+(?:and|&)[ ]+){_NAME})+)"
 )
 _LEFT_EDGE = r"(?<![\p{L}\p{M}'’\-])"
-
 _CASED_CUES = [(re.compile(c.before + _LEFT_EDGE + f"(?P<name>{_NAME})" + c.after), c) for c in _CUES]
 _PLAIN_CUES = [
     (re.compile(c.before + _LEFT_EDGE + f"(?P<name>{_LOWER_NAME})" + c.after), c)
