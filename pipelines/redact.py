@@ -218,10 +218,15 @@ def _table_header(text: str, pos: int) -> str | None:
     return headers[column] if column < len(headers) else ""
 
 
+def _by_cue(r: RecognizerResult) -> bool:
+    """Found by the words around it (redact_context), not by the recogniser or by shape."""
+    return (r.recognition_metadata or {}).get("recognizer_name") == "name by context"
+
+
 def _may_be_person(text: str, r: RecognizerResult, doc: Doc) -> bool:
     """A plural common noun is nobody ("Stanley Cups", "Settings"), and in a table only a column
     headed by a person word ("Customer", "Name") holds people ("Team": Blues, Flyers)."""
-    strong = (r.recognition_metadata or {}).get("recognizer_name") == "name by context"
+    strong = _by_cue(r)
     span = doc.char_span(r.start, r.end, alignment_mode="expand")
     # "Zak Sanders" is somebody: a plural that people mostly write capitalised is a surname
     if span is not None and len(span) and plural_noun(span[-1]) and common(span[-1].text) and not strong:
@@ -238,7 +243,7 @@ def _clean_person(text: str, r: RecognizerResult) -> list[tuple[int, int]]:
     """spaCy PERSON spans run across lines, swallow "'s" and catch URLs; keep the name parts."""
     cased = case_mode(text)
     # "My name is Will", "Mrs. May": after the strongest cues a capitalised word is a name, stop word or not
-    named = (r.recognition_metadata or {}).get("recognizer_name") == "name by context" and r.score >= 0.8
+    named = _by_cue(r) and r.score >= 0.8
     pieces = []
     offset = r.start
     for part in text[r.start : r.end].split("\n"):

@@ -22,10 +22,10 @@ _DIGIT = re.compile(r"\d")
 _POSTAL = (
     r"(?:\d{4,6}(?:-\d{3,4})?|[A-Z]{1,2}\d[A-Z\d]?\s?\d[A-Z]{2}|[A-Z]\d[A-Z]\s?\d[A-Z]\d)"
 )
-_CONNECTORS = frozenset(
-    """and of the de da del della delle dello degli dei dal dalla di do dos das du des au aux la le les
-    von van der den am an upon on y i""".split()
-)
+_PARTICLES = "de la le du des au aux del della delle dello degli dei dal dalla di da do dos das von van der den".split()
+"""Particles of street names ("Rue de la Sarthe", "Via degli Orti"): never the last word of one."""
+_CONNECTORS = frozenset(_PARTICLES) | frozenset("and of the les am an upon on y i".split())
+_SAINTS = ("St", "Ste", "ST", "STE")  # "St. Kilda Street", "St Jerome": a saint, though "st" is no name word
 
 _EN_TYPES = (
     r"street|st|str|road|rd|avenue|ave|av|boulevard|blvd|drive|dr|lane|ln|way|court|ct|place|pl|"
@@ -47,7 +47,7 @@ _SUFFIX_TYPES = (
 )
 _DIR = r"(?i:n|s|e|w|ne|nw|se|sw|north|south|east|west)\.?"
 
-_PARTICLE = r"(?i:de|la|le|du|des|au|aux|del|della|delle|dello|degli|dei|dal|dalla|di|da|do|dos|das|von|van|der|den)"  # never ends a street name
+_PARTICLE = rf"(?i:{'|'.join(_PARTICLES)})"
 _STREET_PATTERNS = [
     # 123 Main St / 4500 N. Oak Avenue / 27 2279 President St
     re.compile(
@@ -136,7 +136,7 @@ def _name_ok(name: str, cased: bool, *, after_type: bool = False, loose: bool = 
     # an elided particle ("rue Porte d'Orange") is read as the name it elides; a saint ("St. John
     # Street", "St Marks Place") opens a street name though "st" is no name word elsewhere
     words = [_ELISION.sub("", w.strip(".'’")) for w in name.split()]
-    if len(words) > 1 and words[0] in ("St", "Ste", "ST", "STE"):
+    if len(words) > 1 and words[0] in _SAINTS:
         words = words[1:]
     if not words or any(w.lower() in STOP and w.lower() not in _CONNECTORS for w in words):
         return False
@@ -176,7 +176,7 @@ def _continuation(text: str, end: int, cased: bool) -> int:
         word = t.rstrip(".")
         lower = word.lower()
         short_line = in_block and sum(any(c.isalnum() for c in w) for w in line.split()) <= 3  # bullets aside
-        saint = word in ("St", "Ste", "ST", "STE") and is_cap(nxt)  # "St Jerome", "St. Albans": a town
+        saint = word in _SAINTS and is_cap(nxt)  # "St Jerome", "St. Albans": a town
         if re.fullmatch(UNIT, t):
             ok = bool(re.fullmatch(r"#?[\w-]+\.?", nxt))
         elif re.fullmatch(r"\d{1,6}(?:-\d{3,4})?\.?", t) or re.fullmatch(_POSTAL, word):
