@@ -1,8 +1,8 @@
 """A parsed document redacted as a whole: every element's text, its section headings and its title.
 
-Headings and the title are redacted once each (not once per element that carries them),
-with the same pseudonyms as the body, so a name in a heading and in the text below it
-stays one token. Counts are per entity type, never values; the entities are those the
+Each distinct text is redacted once (a heading once, not once per element that carries it;
+a title that is also its first element's text once), with the same pseudonyms as the body,
+so a name in a heading and in the text below it stays one token. Counts are per entity type, never values; the entities are those the
 recogniser found and redaction left intact, for the graph (people never among them).
 """
 
@@ -21,8 +21,10 @@ def redact_document(doc: ParsedDocument, redact_many: Callable[[list[str]], list
                     entity_labels: Collection[str]) -> RedactedDocument:
     texts = [e.text for e in doc.elements]
     headings = sorted({e.section for e in doc.elements if e.section} | ({doc.title} if doc.title else set()))
-    done = redact_many(texts + headings)
-    clean = {h: r.text for h, r in zip(headings, done[len(texts):])}
+    unique = list(dict.fromkeys(texts + headings))  # a title is often its own first element: redact it once
+    by_text = dict(zip(unique, redact_many(unique)))
+    done = [by_text[t] for t in texts + headings]
+    clean = {h: by_text[h].text for h in headings}
     counts: dict[str, int] = {}
     for r in done[: len(texts)]:
         for kind, n in r.counts.items():

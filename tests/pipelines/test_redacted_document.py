@@ -39,3 +39,20 @@ def test_a_document_without_title_or_sections_keeps_them_empty(redactor):
     out = redact_document(doc, redactor.redact_many, NER_LABELS)
     assert out.title is None and out.elements[0].section is None
     assert out.elements[0].text == "Reservoir levels rose by 4 cm overnight." and out.pii_counts == {}
+
+
+def test_a_title_that_is_also_the_first_element_is_redacted_once_and_counted_once(redactor):
+    seen: list[str] = []
+
+    def recording(texts: list[str]):  # type: ignore[no-untyped-def]
+        seen.extend(texts)
+        return redactor.redact_many(texts)
+
+    title = "Report by Margaret Holloway"
+    doc = ParsedDocument(file_type="txt", title=title, elements=[
+        Element(text=title, section=title), Element(text="Margaret Holloway checked the gate.", section=title),
+    ])
+    out = redact_document(doc, recording, NER_LABELS)
+    assert sorted(seen) == sorted(set(seen)) and title in seen  # each distinct text went to the redactor once
+    assert out.title == out.elements[0].text == out.elements[0].section and "Holloway" not in (out.title or "")
+    assert out.pii_counts.get("PERSON") == 2  # the element's name still counts; the title's copy does not
