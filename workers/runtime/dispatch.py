@@ -49,7 +49,12 @@ class PublishFailed(ConnectionError):
 
 
 def publish(name: str, args: tuple[Any, ...] = (), **options: Any) -> Any:
-    """Send task ``sluice.<name>`` through the broker, by name (its module need not be imported)."""
+    """Send task ``sluice.<name>`` through the broker, by name (its module need not be imported).
+
+    A flow step keeps no result: sent by name, Celery would otherwise subscribe the sender to its
+    result channel (and unsubscribe later), two round trips per document for nothing."""
+    if name in STEPS:
+        options.setdefault("ignore_result", True)
     task = app.tasks.get(f"sluice.{name}")
     try:
         if task is None:
