@@ -70,6 +70,9 @@ _STREET_PATTERNS = [
         rf"[\p{{L}}\p{{M}}'’\-]*(?P<type>(?i:{_SUFFIX_TYPES}))\.?)[ \t]+(?P<num2>\d{{1,5}}[a-z]?)\.?(?![\w-])"
     ),
 ]
+# What every match of the suffix-type pattern holds (its type, then the house number): one scan
+# that rules the costly pattern out for most texts
+_SUFFIX_TYPED_NUMBER = re.compile(rf"(?i:{_SUFFIX_TYPES})\.?[ \t]+\d")
 # A street named and typed but with no house number, or the number before the type ("at the corner of
 # Abbott Underpass St.", "lives on Alvaro Cunqueiro 83 street"): only with an address cue.
 _NAMED_STREET = re.compile(
@@ -255,6 +258,8 @@ class StreetAddressRecognizer(Recognizer):
         if not _DIGIT.search(text):  # every match kept below has a house number; most prose has none
             return found
         for pattern in [*_STREET_PATTERNS, _BARE_STREET]:
+            if pattern is _STREET_PATTERNS[3] and not _SUFFIX_TYPED_NUMBER.search(text):
+                continue
             by_end: dict[int, list] = {}
             for m in pattern.finditer(text, overlapped=True):
                 if pattern is not _BARE_STREET and m.group("type").lower() == "st" and cased:
@@ -308,7 +313,8 @@ class StreetAddressRecognizer(Recognizer):
             name = _name_line_above(text, start, cased) if score >= 0.5 else None
             if name:
                 results.append(result(PERSON, *name, 0.6, "addressee line"))
-        for m in _NAMED_STREET.finditer(text, overlapped=True):
+        named = _NAMED_STREET.finditer(text, overlapped=True) if _ADDRESS_CUE.search(text) else ()
+        for m in named:  # each needs a cue before it: none in the text, none anywhere
             if m.group("type").lower() == "st" and cased and not m.group("type")[0].isupper():
                 continue
             if _has_cue(text, m.start()) and _name_ok(m.group("name"), cased):
