@@ -314,7 +314,7 @@ class StreetAddressRecognizer(Recognizer):
             if name:
                 results.append(result(PERSON, *name, 0.6, "addressee line"))
         named = _NAMED_STREET.finditer(text, overlapped=True) if _ADDRESS_CUE.search(text) else ()
-        for m in named:  # each needs a cue before it: none in the text, none anywhere
+        for m in named:  # each is kept only after an address cue, so a text without one has none
             if m.group("type").lower() == "st" and cased and not m.group("type")[0].isupper():
                 continue
             if _has_cue(text, m.start()) and _name_ok(m.group("name"), cased):

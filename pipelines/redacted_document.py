@@ -2,8 +2,9 @@
 
 Each distinct text is redacted once (a heading once, not once per element that carries it;
 a title that is also its first element's text once), with the same pseudonyms as the body,
-so a name in a heading and in the text below it stays one token. Counts are per entity type, never values; the entities are those the
-recogniser found and redaction left intact, for the graph (people never among them).
+so a name in a heading and in the text below it stays one token. Counts are per entity
+type, never values; the entities are those the recogniser found and redaction left
+intact, for the graph (people never among them).
 """
 
 from __future__ import annotations
