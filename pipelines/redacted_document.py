@@ -23,17 +23,15 @@ def redact_document(doc: ParsedDocument, redact_many: Callable[[list[str]], list
     texts = [e.text for e in doc.elements]
     headings = sorted({e.section for e in doc.elements if e.section} | ({doc.title} if doc.title else set()))
     unique = list(dict.fromkeys(texts + headings))  # a title is often its own first element: redact it once
-    by_text = dict(zip(unique, redact_many(unique)))
-    done = [by_text[t] for t in texts + headings]
-    clean = {h: by_text[h].text for h in headings}
+    done = dict(zip(unique, redact_many(unique)))
     counts: dict[str, int] = {}
-    for r in done[: len(texts)]:
-        for kind, n in r.counts.items():
+    for text in texts:  # per element: a heading's copy of a name is not counted again
+        for kind, n in done[text].counts.items():
             counts[kind] = counts.get(kind, 0) + n
     elements = [
-        e.model_copy(update={"text": r.text, "section": clean.get(e.section) if e.section else None})
-        for e, r in zip(doc.elements, done)
+        e.model_copy(update={"text": done[e.text].text, "section": done[e.section].text if e.section else None})
+        for e in doc.elements
     ]
-    entities = list(dict.fromkeys(e for r in done for e in r.entities if e[1] in entity_labels))
-    return RedactedDocument(file_type=doc.file_type, title=clean.get(doc.title) if doc.title else None,
+    entities = list(dict.fromkeys(e for r in done.values() for e in r.entities if e[1] in entity_labels))
+    return RedactedDocument(file_type=doc.file_type, title=done[doc.title].text if doc.title else None,
                             elements=elements, pii_counts=counts, entities=entities)
